@@ -1,0 +1,1 @@
+"""Grain sources and transforms, the trait-mix sampler, scenario generator, record schema."""

@@ -1,0 +1,129 @@
+"""The `traitrl` command line: tyro subcommands over plain functions.
+
+Every user mistake surfaces as a `UserError`: printed as one line on stderr, exit code 2, never a
+traceback. tyro itself exits 2 on unknown options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from engine.errors import UserError
+
+log = logging.getLogger("traitrl")
+
+
+def pull(name: Annotated[str, tyro.conf.Positional], /) -> None:
+    """Download and convert a known model (e.g. smollm2-135m-instruct) into the local cache.
+
+    Args:
+        name: a known name, a .gguf file, or a Hugging Face hub id.
+    """
+    from models.hub import resolve
+
+    t0 = time.perf_counter()
+    path = resolve(name)
+    print(f"{name} -> {path} ({time.perf_counter() - t0:.1f}s)")
+
+
+def export(model: str, out: Path, max_shard_mb: int = 2048, dtype: str = "float32") -> None:
+    """Export a model (GGUF, HF directory or known name) as a Hugging Face directory.
+
+    Args:
+        model: source: an HF directory, a .gguf file, or a known name.
+        out: output directory (replaced atomically).
+        max_shard_mb: safetensors files above this size are split, with an index.
+        dtype: parameter dtype written (float32 or bfloat16).
+    """
+    import models
+
+    policy = models.load(model, param_dtype=dtype)
+    models.save_hf(policy, out, max_shard_bytes=max_shard_mb << 20)
+    print(f"wrote {out}")
+
+
+def generate(model: str, prompt: str | None = None, prompts_file: Path | None = None, out: Path | None = None,
+             max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+             seed: int = 0, system: str | None = None) -> None:
+    """Generate completions: one --prompt to stdout, or a JSONL --prompts-file to --out.
+
+    Args:
+        model: an HF directory, a .gguf file, or a known name.
+        prompt: one user message (chat-templated when the tokenizer has a template).
+        prompts_file: JSONL, one {"messages": [...]} or {"prompt": "..."} per line.
+        out: output JSONL (one {"completion_ids": [...], "text": "..."} per input line, same order).
+        max_new_tokens: tokens generated per prompt at most.
+        temperature: 0 = greedy.
+        top_p: nucleus sampling threshold (1 = off).
+        top_k: keep the k most likely tokens (0 = off).
+        seed: sampling seed.
+        system: optional system message prepended to every chat.
+    """
+    import models
+    from rl.sampler import SamplingConfig, generate_records
+
+    if (prompt is None) == (prompts_file is None):
+        raise UserError("generate: give exactly one of --prompt or --prompts-file")
+    if prompts_file is not None and out is None:
+        raise UserError("generate: --prompts-file needs --out")
+    items = [{"prompt": prompt}] if prompt is not None else _read_prompts(prompts_file)
+    if system is not None:
+        items = [{"messages": [{"role": "system", "content": system}, *_as_messages(it)]} for it in items]
+    policy = models.load(model)
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                         seed=seed)
+    results = generate_records(policy, items, cfg)
+    if out is None:
+        print(results[0]["text"])
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh:
+        for r in results:
+            fh.write(json.dumps(r) + "\n")
+    print(f"wrote {len(results)} completions to {out}")
+
+
+def _as_messages(item: dict) -> list[dict]:
+    return item["messages"] if "messages" in item else [{"role": "user", "content": item["prompt"]}]
+
+
+def _read_prompts(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(item, dict) or not (isinstance(item.get("prompt"), str) or isinstance(item.get("messages"), list)):
+            raise UserError(f'{path}:{n}: expected {{"messages": [...]}} or {{"prompt": "..."}}')
+        items.append(item)
+    if not items:
+        raise UserError(f"{path}: no prompts")
+    return items
+
+
+COMMANDS = {"pull": pull, "export": export, "generate": generate}
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="traitrl")
+    except UserError as e:
+        print(f"traitrl: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

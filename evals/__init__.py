@@ -1,0 +1,1 @@
+"""Benchmark registry, scorers, in-loop hooks, comparison reports, persona probes."""

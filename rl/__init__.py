@@ -1,0 +1,1 @@
+"""Rollout sampler, GRPO math, rewards, learner loop and SFT."""
