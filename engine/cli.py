@@ -26,10 +26,10 @@ def pull(name: Annotated[str, tyro.conf.Positional], /) -> None:
     Args:
         name: a known name, a .gguf file, or a Hugging Face hub id.
     """
-    from models.hub import resolve
+    from models.hub import pull as pull_model
 
     t0 = time.perf_counter()
-    path = resolve(name)
+    path = pull_model(name)
     print(f"{name} -> {path} ({time.perf_counter() - t0:.1f}s)")
 
 

@@ -105,9 +105,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     name = gguf_path.name
     arch = _field(reader, "general.architecture", name)
     if arch not in ARCHITECTURES:
-        raise UserError(
-            f"{name}: unsupported GGUF architecture {arch!r} (supported: {', '.join(ARCHITECTURES)})"
-        )
+        raise UserError(f"{name}: unsupported GGUF architecture {arch!r} (supported: {', '.join(ARCHITECTURES)})")
     tensors = {t.name: t for t in reader.tensors}
     config = _hf_config(reader, arch, tensors, name)
     plan = _tensor_plan(arch, tensors, config["num_hidden_layers"], name)
@@ -150,6 +148,8 @@ def _open(path: Path):
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(24)
+    if len(head) < 4 and _GGUF_MAGIC.startswith(head):
+        raise UserError(f"{name}: truncated GGUF file (file ends at byte {size}, inside the magic bytes)")
     if head[:4] != _GGUF_MAGIC:
         raise UserError(f"{name}: not a GGUF file (starts with {head[:4]!r}, expected {_GGUF_MAGIC!r})")
     if len(head) < 24:
@@ -159,7 +159,7 @@ def _open(path: Path):
         raise UserError(f"{name}: unsupported GGUF version {version} (supported: 2, 3)")
     try:
         reader = gguf.GGUFReader(path)
-    except Exception as e:  # the reader fails in many shapes on a cut file: reshape, view, struct
+    except Exception as e:  # noqa: BLE001 - the reader fails in many shapes on a cut file: reshape, view, struct
         raise UserError(
             f"{name}: truncated or corrupt GGUF file (header says {n_tensors} tensors and {n_kv} "
             f"metadata entries, file ends at byte {size}): {type(e).__name__}: {_one_line(e)}"
@@ -185,7 +185,10 @@ def _field(reader, key: str, name: str, default=None, required: bool = True):
 
 def _hf_config(reader, arch: str, tensors: dict, name: str) -> dict:
     """The HF `config.json` dict for this file (float32, tied embeddings if there is no output.weight)."""
-    key = lambda k, **kw: _field(reader, f"{arch}.{k}", name, **kw)  # noqa: E731
+
+    def key(k, **kw):
+        return _field(reader, f"{arch}.{k}", name, **kw)
+
     hidden = key("embedding_length")
     n_heads = key("attention.head_count")
     n_kv = key("attention.head_count_kv", default=n_heads)
@@ -377,7 +380,8 @@ def _build_tokenizer(reader, arch: str, name: str):
 def _write_tokenizer(out: Path, tokenizer) -> None:
     # The chat template goes into tokenizer_config.json, which every transformers version reads.
     tokenizer.save_pretrained(out, save_jinja_files=False)
-    specials = {k: v for k, v in tokenizer.special_tokens_map.items() if k in ("bos_token", "eos_token", "unk_token", "pad_token")}
+    names = ("bos_token", "eos_token", "unk_token", "pad_token")  # legacy file, for older readers
+    specials = {k: v for k, v in tokenizer.special_tokens_map.items() if k in names}
     _write_json(out / "special_tokens_map.json", specials)
 
 

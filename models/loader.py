@@ -67,10 +67,12 @@ def init(cfg: ModelConfig, mesh: Mesh | None = None, seed: int = 0) -> Decoder:
 def _load_tokenizer(directory: Path):
     if not any((directory / f).is_file() for f in _TOKENIZER_FILES):
         return None
-    from transformers import AutoTokenizer  # tokenizer only; never the torch models
+    # The fast-tokenizer class directly: `transformers.AutoTokenizer` imports torch when it is installed,
+    # and the engine never does.
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
     try:
-        return AutoTokenizer.from_pretrained(str(directory))
+        return TokenizersBackend.from_pretrained(str(directory))
     except Exception as e:  # transformers raises many types for a broken tokenizer directory
         raise UserError(f"{directory}: cannot load the tokenizer ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 

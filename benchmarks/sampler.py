@@ -1,0 +1,191 @@
+"""Sampler throughput vs. transformers `generate` on CPU: same weights, same batch, one run.
+
+    python benchmarks/sampler.py                      # canonical workload (../shared/peers/workload.json)
+    python benchmarks/sampler.py --model smollm2      # SmolLM2-135M-Instruct, 16 sequences x 64 tokens
+    python benchmarks/sampler.py --xla-flags="--xla_cpu_use_onednn=true"
+
+Canonical workload ("tiny-qwen2-grpo-v1"): a random Qwen2 (vocab 4096, hidden 256, MLP 704, 4
+layers, 8 heads / 2 KV heads, tied embeddings) built by transformers after torch.manual_seed(0);
+8 prompts x 8 generations of 32 tokens, 64 new tokens each, temperature 1, full vocabulary, EOS
+disabled (HF: min_new_tokens = max_new_tokens; ours: no stop ids). Both engines get warmups, then
+the median of timed runs, in alternating blocks so host noise hits both. Compilation is timed
+separately. Ours is timed twice: "grouped" (P=8 prompts, G=8: the shared prompt is prefilled
+once per group, as a GRPO rollout does) and "flat" (64 independent rows: exactly HF's work).
+
+FLOP/s counts useful model FLOPs (2 x matmul params per token + causal attention over the real
+context), compared with a 2048^3 float32 matmul measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_parser.add_argument("--model", choices=("canonical", "smollm2"), default="canonical")
+_parser.add_argument("--smollm2-path", default="smollm2-135m-instruct", help="name or HF directory for --model smollm2")
+_parser.add_argument("--runs", type=int, default=5, help="timed runs per engine")
+_parser.add_argument("--warmup", type=int, default=2, help="warmup runs per engine (after compilation)")
+_parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for this run (set before jax is imported)")
+_parser.add_argument("--skip-hf", action="store_true", help="time only traitrl")
+ARGS = _parser.parse_args()
+if ARGS.xla_flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ARGS.xla_flags).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import models  # noqa: E402
+from rl.sampler import Sampler, SamplingConfig, encode_prompts  # noqa: E402
+
+CANONICAL = dict(vocab_size=4096, hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=8,
+                 num_key_value_heads=2, head_dim=32, tie_word_embeddings=True, max_position_embeddings=512,
+                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6,
+                 pad_token_id=0, eos_token_id=1, bos_token_id=None)
+CHAT = ["What is the capital of France?", "Explain photosynthesis in two sentences.", "Write a haiku about the sea.",
+        "List three prime numbers.", "How do I boil an egg? Step by step, with times.", "Hi!",
+        "Translate 'good morning' into Spanish and German.", "Why is the sky blue? Explain it to a ten year old.",
+        "Give me a recipe for pancakes.", "What is 17 times 23?", "Name the planets of the solar system in order.",
+        "Summarise the plot of Hamlet in one paragraph.", "What does a compiler do?", "Suggest a name for a cat.",
+        "Is it safe to eat raw chicken?", "Write a short poem about autumn leaves falling in a quiet park."]
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f(a, a).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times) / 1e9  # best of reps: the least disturbed
+
+
+def model_flops(cfg, prefill_rows: int, prompt_lens: np.ndarray, new_tokens: int, rows: int) -> float:
+    """Useful FLOPs: 2 x matmul params per token processed + causal attention over the real context."""
+    D, F, E = cfg.hidden_size, cfg.intermediate_size, cfg.head_size
+    H, K, nl = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.num_hidden_layers
+    per_tok = 2 * (nl * (D * E * (2 * H + 2 * K) + 3 * D * F) + D * cfg.vocab_size)
+    attn = lambda ctx: 4 * nl * H * E * ctx  # q.k and p.v for one query over ctx keys
+    # Prefill: every prompt token (the lm head only on the last one); decode: new_tokens - 1 steps.
+    lm = 2 * D * cfg.vocab_size
+    Lp = np.asarray(prompt_lens, np.float64)  # decode step j attends to n + j keys, j = 1 .. T-1
+    reps = rows // prefill_rows
+    prefill = sum((per_tok - lm) * n + lm + attn(n * (n + 1) / 2) for n in Lp[::reps])
+    decode = sum(per_tok * (new_tokens - 1) + attn((new_tokens - 1) * (2 * n + new_tokens) / 2) for n in Lp)
+    return float(prefill + decode)
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="traitrl-bench-")
+    T = 64
+    if ARGS.model == "canonical":
+        torch.manual_seed(0)
+        hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**CANONICAL, dtype="float32")).eval()
+        hf.save_pretrained(tmp)
+        policy = models.load(tmp)
+        P, G = 8, 8
+        prompts = np.random.default_rng(1).integers(2, 4096, size=(512, 32))[:P].tolist()
+        pad_id = 0
+    else:
+        policy = models.load(ARGS.smollm2_path)
+        hf = transformers.AutoModelForCausalLM.from_pretrained(policy.source, dtype=torch.float32).eval()
+        P, G = 16, 1
+        prompts = encode_prompts(policy.tokenizer, [[{"role": "user", "content": c}] for c in CHAT])
+        pad_id = policy.tokenizer.pad_token_id
+    B = P * G
+    cfg = SamplingConfig(temperature=1.0, max_new_tokens=T, stop_token_ids=(), prompt_buckets=(32, 64), seed=2)
+
+    # HF: the same left-padded batch as ours, every row expanded (HF has no prompt sharing).
+    grouped, flat = Sampler(cfg), Sampler(cfg)
+    flat_prompts = [p for p in prompts for _ in range(G)]
+    t0 = time.perf_counter()
+    r = grouped(policy, prompts, G)
+    compile_grouped = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    flat(policy, flat_prompts, 1) if G > 1 else None
+    compile_flat = time.perf_counter() - t0
+    ids = torch.tensor(r.prompt_ids_BxL.astype(np.int64))
+    mask = torch.tensor(r.prompt_mask_BxL.astype(np.int64))
+    gen_kwargs = dict(attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=T,
+                      min_new_tokens=T, use_cache=True, eos_token_id=policy.config.eos_ids[0], pad_token_id=pad_id)
+    torch.manual_seed(2)
+
+    def run_hf():
+        with torch.no_grad():
+            out = hf.generate(ids, **gen_kwargs)
+        assert out.shape == (B, ids.shape[1] + T), out.shape
+
+    def run_ours(sampler, ps, g):
+        def go():
+            out = sampler(policy, ps, g)
+            assert out.completion_ids_BxT.shape == (B, T) and out.lengths_B.min() == T
+
+        return go
+
+    engines = {"traitrl_grouped": run_ours(grouped, prompts, G)}
+    if G > 1:
+        engines["traitrl_flat"] = run_ours(flat, flat_prompts, 1)
+    if not ARGS.skip_hf:
+        engines["hf_generate"] = run_hf
+    for fn in engines.values():
+        timed(fn, ARGS.warmup)
+    times = {k: [] for k in engines}
+    half = max(1, ARGS.runs // 2)
+    while min(len(v) for v in times.values()) < ARGS.runs:  # alternating blocks: noise hits every engine
+        for k, fn in engines.items():
+            times[k] += timed(fn, min(half, ARGS.runs - len(times[k])))
+    peak = matmul_peak_gflops()
+
+    lens = r.prompt_mask_BxL.sum(1)
+    res = {"workload": ARGS.model, "sequences": B, "prompts": P, "generations": G, "new_tokens": T,
+           "prompt_bucket": int(r.prompt_ids_BxL.shape[1]), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+           "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+           "compile_s": {"traitrl_grouped": round(compile_grouped, 2)}, "matmul_2048_peak_gflops": round(peak, 1)}
+    if G > 1:
+        res["compile_s"]["traitrl_flat"] = round(compile_flat, 2)
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        entry = {"median_s": round(med, 4), "min_s": round(min(ts), 4), "tokens_per_s": round(B * T / med, 1)}
+        if k != "hf_generate":
+            prefill_rows = P if k == "traitrl_grouped" else B
+            fl = model_flops(policy.config, prefill_rows, lens, T, B)
+            entry["gflops_per_s"] = round(fl / med / 1e9, 2)
+            entry["fraction_of_matmul_peak"] = round(fl / med / 1e9 / peak, 3)
+        res[k] = entry
+    if "hf_generate" in times:
+        for k in engines:
+            if k != "hf_generate":
+                res[f"speedup_{k}_vs_hf"] = round(res[k]["tokens_per_s"] / res["hf_generate"]["tokens_per_s"], 2)
+    for k in engines:
+        print(f"{k:18s} {res[k]['tokens_per_s']:9.1f} tokens/s  (median {res[k]['median_s']:.3f} s)")
+    for k in res:
+        if k.startswith("speedup"):
+            print(f"{k}: {res[k]}x")
+    print(f"compile: {res['compile_s']}   matmul peak: {peak:.1f} GFLOP/s")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

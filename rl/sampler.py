@@ -1,0 +1,330 @@
+"""Rollouts: batched prefill + decode with a static KV cache, one jitted function per shape.
+
+Dimension legend: P prompts, G generations per prompt, B = P * G sequences (prompt-major: row b
+belongs to prompt b // G), L prompt bucket length, T max new tokens, S = L + T cache slots,
+V vocab, D model width.
+
+One call is one XLA program: prefill of the P distinct prompts (the KV cache is then repeated G
+times, so a group's shared prompt is encoded once), then a `lax.while_loop` of one-token decode
+steps that exits as soon as every sequence has emitted a stop token. Nothing returns to the host
+per token. The model enters as `nnx.split` state, a jit argument: weights updated by training
+reuse the compiled program. Prompts are left-padded to a bucket length, so prompt lengths inside
+one bucket share one compilation (`Sampler.compilations` counts traces).
+
+Randomness: sequence b draws token t with `fold_in(fold_in(key(seed), sequence_ids[b]), t)`, so
+a sequence's draws depend on the seed, its id and its own logits -- not on the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from engine.errors import UserError
+from engine.sharding import constrain, sharding_for
+from models.loader import Policy
+from models.transformer import KVCache, Steer
+from rl.sampling import TokenChoice, choose
+
+Prompt = str | list[dict[str, str]]  # raw text, or chat messages [{"role": ..., "content": ...}]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How completions are drawn. Hashable: the sampler compiles one program per config + shape."""
+
+    temperature: float = 1.0  # softmax temperature; 0 = greedy (argmax)
+    top_k: int = 0  # sample among the k most likely tokens; 0 = off
+    top_p: float = 1.0  # nucleus: the smallest most-likely set with mass >= top_p; 1 = off
+    min_p: float = 0.0  # drop tokens with p < min_p * p_max; 0 = off
+    max_new_tokens: int = 256  # T: completion length cap (the stop token counts)
+    prompt_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)  # left-pad lengths, increasing
+    stop_token_ids: tuple[int, ...] | None = None  # None = the model's eos ids; () = never stop early
+    seed: int = 0  # base of every sequence's RNG stream
+
+    def __post_init__(self):
+        # tyro / JSON may hand lists; normalise so the config stays hashable.
+        object.__setattr__(self, "prompt_buckets", tuple(int(b) for b in self.prompt_buckets))
+        if self.stop_token_ids is not None:
+            object.__setattr__(self, "stop_token_ids", tuple(int(s) for s in self.stop_token_ids))
+        if not self.temperature >= 0:
+            raise UserError(f"temperature: expected >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise UserError(f"top_k: expected >= 0 (0 = off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p: expected in (0, 1] (1 = off), got {self.top_p}")
+        if not 0 <= self.min_p < 1:
+            raise UserError(f"min_p: expected in [0, 1) (0 = off), got {self.min_p}")
+        if self.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens: expected >= 1, got {self.max_new_tokens}")
+        b = self.prompt_buckets
+        if not b or b[0] < 1 or any(x >= y for x, y in zip(b, b[1:])):
+            raise UserError(f"prompt_buckets: expected positive, strictly increasing lengths, got {b}")
+        if self.stop_token_ids is not None and any(s < 0 for s in self.stop_token_ids):
+            raise UserError(f"stop_token_ids: expected token ids >= 0, got {self.stop_token_ids}")
+
+    @property
+    def choice(self) -> TokenChoice:
+        return TokenChoice(self.temperature, self.top_k, self.top_p, self.min_p)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    """B = P * G completions on the host (NumPy). Row b belongs to prompt b // num_generations."""
+
+    prompt_ids_BxL: np.ndarray  # int32, left-padded with the pad id
+    prompt_mask_BxL: np.ndarray  # bool, True on real prompt tokens
+    completion_ids_BxT: np.ndarray  # int32, the pad id after the stop token
+    completion_mask_BxT: np.ndarray  # bool, True on generated tokens up to and including the stop token
+    logprobs_BxT: np.ndarray  # float32 log-prob of each token under the distribution sampled from; 0 off-mask
+    lengths_B: np.ndarray  # int32 number of generated tokens (completion_mask_BxT.sum(1))
+    truncated_B: np.ndarray  # bool: hit max_new_tokens without a stop token
+    num_generations: int  # G
+    texts: list[str] | None  # decoded completions (stop token and special tokens dropped); None without tokenizer
+
+
+class _Spec(NamedTuple):
+    """Everything static about one compiled rollout besides shapes and the model graph."""
+
+    choice: TokenChoice
+    max_new_tokens: int
+    num_generations: int
+    stop_ids: tuple[int, ...]
+    pad_id: int
+    steer_layer: int | None
+
+
+class _Carry(NamedTuple):
+    t: jax.Array  # next column of the completion to fill
+    cache: KVCache
+    tok_B: jax.Array  # last sampled token (the next decode input)
+    pos_B: jax.Array  # its position
+    done_B: jax.Array  # has emitted a stop token
+    ids_BxT: jax.Array
+    logp_BxT: jax.Array
+
+
+class Sampler:
+    """Compiled rollouts for one `SamplingConfig`; the policy comes in explicitly with each call.
+
+    `compilations` counts traces of the rollout program (one per new static shape / config).
+    """
+
+    def __init__(self, cfg: SamplingConfig):
+        self.cfg = cfg
+        self.compilations = 0
+        self._rollout_jit = jax.jit(self._rollout, static_argnames=("graphdef", "spec"))
+
+    def __call__(self, policy: Policy, prompts: Sequence[Sequence[int]], num_generations: int = 1, *,
+                 seed: int | None = None, sequence_ids: Sequence[int] | None = None,
+                 steer: Steer | None = None) -> Rollout:
+        """Samples `num_generations` completions for each prompt (token ids, unpadded).
+
+        `seed` overrides `cfg.seed` (e.g. the learner's step-derived seed). `sequence_ids` [B]
+        names each sequence's RNG stream (default 0..B-1); give stable ids to make a sequence's
+        draws independent of which batch it lands in. `steer` adds alpha * v to the residual
+        stream entering its layer at every position, prompt and completion.
+        """
+        if num_generations < 1:
+            raise UserError(f"num_generations: expected >= 1, got {num_generations}")
+        cfg, tok = self.cfg, policy.tokenizer
+        pad_id, stop_ids = pad_token_id(policy), _stop_ids(policy, cfg)
+        ids_PxL, mask_PxL = pad_prompts(prompts, cfg.prompt_buckets, pad_id)
+        B = len(prompts) * num_generations
+        seq_ids_B = np.arange(B, dtype=np.int32) if sequence_ids is None else np.asarray(sequence_ids, np.int32)
+        if seq_ids_B.shape != (B,):
+            raise UserError(f"sequence_ids: expected {B} ids (prompts x num_generations), got {seq_ids_B.shape}")
+        mesh = policy.mesh
+        if mesh is not None:  # batch over (data, fsdp) from the start: no resharding inside
+            ids_PxL, mask_PxL = (jax.device_put(x, sharding_for(x.shape, ("batch", None), mesh))
+                                 for x in (ids_PxL, mask_PxL))
+        graphdef, state = nnx.split(policy.model)
+        spec = _Spec(cfg.choice, cfg.max_new_tokens, num_generations, stop_ids, pad_id,
+                     None if steer is None else steer.layer)
+        steer_args = (None, None) if steer is None else (jnp.asarray(steer.vector_D), jnp.asarray(steer.alpha))
+        key = jax.random.key(cfg.seed if seed is None else seed)
+        out = self._rollout_jit(graphdef, state, ids_PxL, mask_PxL, seq_ids_B, key, *steer_args, spec=spec)
+        ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B = jax.device_get(out)
+        texts = None
+        if tok is not None:
+            keep = lengths_B - (~truncated_B)  # drop the stop token itself
+            texts = tok.batch_decode([row[:n].tolist() for row, n in zip(ids_BxT, keep)], skip_special_tokens=True)
+        prompt_ids = np.repeat(np.asarray(ids_PxL), num_generations, axis=0)
+        prompt_mask = np.repeat(np.asarray(mask_PxL), num_generations, axis=0)
+        return Rollout(prompt_ids, prompt_mask, ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B,
+                       num_generations, texts)
+
+    def _rollout(self, graphdef, state, prompt_ids_PxL, prompt_mask_PxL, seq_ids_B, key, steer_D, steer_alpha,
+                 *, spec: _Spec):
+        self.compilations += 1  # runs only while tracing: counts compilations
+        model = nnx.merge(graphdef, state)
+        mesh = model.mesh
+        P, L = prompt_ids_PxL.shape
+        G, T = spec.num_generations, spec.max_new_tokens
+        steer = None if spec.steer_layer is None else Steer(spec.steer_layer, steer_D, steer_alpha)
+        batch = lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1), mesh)
+
+        # Prefill the P distinct prompts; only the last column's logits are needed (left padding
+        # puts every prompt's last token there), so the [P, L, V] logits are never formed.
+        cache = KVCache.zeros(model.cfg, P, L + T, mesh)
+        out = model.apply(prompt_ids_PxL, prompt_mask_PxL, cache=cache, steer=steer, logits=False)
+        logits_PxV = model.logits_from_hidden(out.hidden[:, -1:])[:, 0]
+        pos_P = jnp.sum(prompt_mask_PxL, axis=1, dtype=jnp.int32)  # next position = prompt length
+        cache = out.cache
+        if G > 1:  # every generation of a prompt starts from the same cache
+            rep = lambda x: batch(jnp.repeat(x, G, axis=0))
+            cache = KVCache(tuple(map(rep, cache.k)), tuple(map(rep, cache.v)), rep(cache.pos_BxS), cache.index)
+            logits_PxV, pos_P = rep(logits_PxV), rep(pos_P)
+        logits_BxV, pos_B = logits_PxV, pos_P
+
+        seq_keys_B = jax.vmap(jax.random.fold_in, (None, 0))(key, seq_ids_B)
+
+        def pick(t, logits_BxV):
+            return choose(jax.vmap(jax.random.fold_in, (0, None))(seq_keys_B, t), logits_BxV, spec.choice)
+
+        def is_stop(tok):
+            return functools.reduce(jnp.logical_or, [tok == s for s in spec.stop_ids], jnp.zeros(tok.shape, bool))
+
+        B = P * G
+        tok_B, logp_B = pick(0, logits_BxV)
+        ids_BxT = batch(jnp.full((B, T), spec.pad_id, jnp.int32)).at[:, 0].set(tok_B)
+        logp_BxT = batch(jnp.zeros((B, T), jnp.float32)).at[:, 0].set(logp_B)
+        carry = _Carry(jnp.int32(1), cache, tok_B, pos_B, is_stop(tok_B), ids_BxT, logp_BxT)
+
+        def cond(c: _Carry):
+            return (c.t < T) & ~jnp.all(c.done_B)
+
+        def body(c: _Carry):
+            out = model.apply(c.tok_B[:, None], None, positions_BxL=c.pos_B[:, None], cache=c.cache, steer=steer,
+                              logits=False)
+            tok_B, logp_B = pick(c.t, model.logits_from_hidden(out.hidden)[:, 0])
+            tok_B = jnp.where(c.done_B, spec.pad_id, tok_B)  # finished rows idle on pad
+            logp_B = jnp.where(c.done_B, 0.0, logp_B)
+            ids = jax.lax.dynamic_update_slice(c.ids_BxT, tok_B[:, None], (0, c.t))
+            logp = jax.lax.dynamic_update_slice(c.logp_BxT, logp_B[:, None], (0, c.t))
+            return _Carry(c.t + 1, out.cache, tok_B, c.pos_B + 1, c.done_B | is_stop(tok_B), ids, logp)
+
+        c = jax.lax.while_loop(cond, body, carry)
+        # Length = up to and including the first stop token; rows that never stopped are truncated.
+        stop_BxT = is_stop(c.ids_BxT)
+        stopped_B = jnp.any(stop_BxT, axis=1)
+        lengths_B = jnp.where(stopped_B, jnp.argmax(stop_BxT, axis=1) + 1, T).astype(jnp.int32)
+        mask_BxT = jnp.arange(T)[None, :] < lengths_B[:, None]
+        return c.ids_BxT, mask_BxT, jnp.where(mask_BxT, c.logp_BxT, 0.0), lengths_B, ~stopped_B
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-side helpers: padding, token ids, text in / text out
+
+
+def pad_token_id(policy: Policy) -> int:
+    """The tokenizer's pad id, else the config's, else the first eos id, else 0."""
+    tok, cfg = policy.tokenizer, policy.config
+    for cand in (None if tok is None else tok.pad_token_id, cfg.pad_token_id, *cfg.eos_ids):
+        if cand is not None:
+            return int(cand)
+    return 0
+
+
+def _stop_ids(policy: Policy, cfg: SamplingConfig) -> tuple[int, ...]:
+    if cfg.stop_token_ids is not None:
+        return cfg.stop_token_ids
+    ids = list(policy.config.eos_ids)
+    tok_eos = None if policy.tokenizer is None else policy.tokenizer.eos_token_id
+    if tok_eos is not None and tok_eos not in ids:  # e.g. chat models whose config names another eos
+        ids.append(int(tok_eos))
+    return tuple(ids)
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], buckets: Sequence[int], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads token-id prompts to the smallest bucket holding the longest. -> (ids_PxL, mask_PxL)."""
+    if len(prompts) == 0:
+        raise UserError("prompts: expected at least one prompt")
+    lengths = [len(p) for p in prompts]
+    if min(lengths) == 0:
+        raise UserError(f"prompts: prompt {lengths.index(0)} is empty")
+    longest = max(lengths)
+    L = next((b for b in buckets if b >= longest), None)
+    if L is None:
+        raise UserError(f"prompt_buckets: a prompt has {longest} tokens, more than the largest bucket {buckets[-1]}")
+    ids = np.full((len(prompts), L), pad_id, np.int32)
+    mask = np.zeros((len(prompts), L), bool)
+    for row, p in enumerate(prompts):
+        ids[row, L - len(p):] = np.asarray(p, np.int32)
+        mask[row, L - len(p):] = True
+    return ids, mask
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Text -> token ids as-is; chat messages -> the chat template with the assistant turn opened."""
+    if tokenizer is None:
+        raise UserError("prompts: this model has no tokenizer; give token ids instead of text")
+    out = []
+    for p in prompts:
+        if isinstance(p, str):
+            out.append(tokenizer(p)["input_ids"])
+        else:
+            if not tokenizer.chat_template:
+                raise UserError("prompts: chat messages need a tokenizer with a chat template")
+            text = tokenizer.apply_chat_template(list(p), add_generation_prompt=True, tokenize=False)
+            out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_sampler(cfg: SamplingConfig) -> Sampler:
+    return Sampler(cfg)  # reused across helper calls, so repeated calls hit the compile cache
+
+
+def generate(policy: Policy, prompts: Sequence[Prompt], cfg: SamplingConfig, batch_size: int = 32) -> Rollout:
+    """Text or chat prompts -> one completion each, in order, in batches of `batch_size`.
+
+    Prompts are sorted by length so batches pad little; a short last batch is filled with copies
+    of its first prompt so every batch has the same shape (one compilation per bucket).
+    """
+    ids = encode_prompts(policy.tokenizer, prompts)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    sampler, parts = _shared_sampler(cfg), []
+    size = min(batch_size, len(ids))
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
+        batch = [ids[i] for i in chunk] + [ids[chunk[0]]] * (size - len(chunk))
+        r = sampler(policy, batch, sequence_ids=np.asarray(chunk + [0] * (size - len(chunk))))
+        parts.append((chunk, r))
+    n, T = len(ids), cfg.max_new_tokens
+    comp, cmask = np.zeros((n, T), np.int32), np.zeros((n, T), bool)
+    logp, lengths, trunc, texts = np.zeros((n, T), np.float32), np.zeros(n, np.int32), np.zeros(n, bool), [""] * n
+    for chunk, r in parts:
+        k = len(chunk)
+        comp[chunk], cmask[chunk], logp[chunk] = r.completion_ids_BxT[:k], r.completion_mask_BxT[:k], r.logprobs_BxT[:k]
+        lengths[chunk], trunc[chunk] = r.lengths_B[:k], r.truncated_B[:k]
+        for i, t in zip(chunk, r.texts[:k]):
+            texts[i] = t
+    L = max(r.prompt_ids_BxL.shape[1] for _, r in parts)
+    pid, pmask = pad_prompts(ids, (L,), pad_token_id(policy))
+    return Rollout(pid, pmask, comp, cmask, logp, lengths, trunc, 1, texts)
+
+
+def generate_text(policy: Policy, prompts: Sequence[Prompt], cfg: SamplingConfig) -> list[str]:
+    """One completion per prompt (str = raw text, list of messages = chat-templated), as text."""
+    return generate(policy, prompts, cfg).texts
+
+
+def generate_records(policy: Policy, items: Sequence[dict], cfg: SamplingConfig) -> list[dict]:
+    """`traitrl generate`: {"messages": [...]} or {"prompt": "..."} -> {"completion_ids", "text"}.
+
+    A bare "prompt" becomes one user message when the tokenizer has a chat template.
+    """
+    chat = policy.tokenizer is not None and bool(policy.tokenizer.chat_template)
+    prompts = [it["messages"] if "messages" in it else
+               [{"role": "user", "content": it["prompt"]}] if chat else it["prompt"] for it in items]
+    r = generate(policy, prompts, cfg)
+    return [{"completion_ids": r.completion_ids_BxT[i, :r.lengths_B[i]].tolist(), "text": r.texts[i]}
+            for i in range(len(items))]
