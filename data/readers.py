@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from data.schema import Record, validate_record
 from engine.errors import UserError
@@ -57,8 +58,13 @@ def _collect(items: Iterable[tuple[str, Any]], stats: ReadStats, on_error: str, 
                 stats.errors.append(str(e))
     stats.kept = len(out)
     if stats.skipped:
-        log.warning("%s: skipped %d bad line(s) of %d; first: %s", stats.path, stats.skipped,
-                    stats.skipped + stats.kept, stats.first_error)
+        log.warning(
+            "%s: skipped %d bad line(s) of %d; first: %s",
+            stats.path,
+            stats.skipped,
+            stats.skipped + stats.kept,
+            stats.first_error,
+        )
     return out
 
 
@@ -112,7 +118,7 @@ def read_parquet(path: str | Path, on_error: OnError = "raise", known_graders=No
         raise UserError(f"{p}: reading Parquet needs pyarrow (pip install pyarrow)") from e
     try:
         rows = pq.read_table(p).to_pylist()
-    except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
+    except Exception as e:
         raise UserError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from e
     stats = ReadStats(str(p))
     items = ((f"{p}:{i}", _from_parquet_row(r)) for i, r in enumerate(rows, start=1))

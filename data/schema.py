@@ -111,6 +111,8 @@ def _validate_messages(messages: Any, where: str) -> None:
             raise _fail(where, field + ".content", "a string", m.get("content"))
         extra = set(m) - {"role", "content"}
         if extra:
-            raise _fail(where, field, "only 'role' and 'content'", sorted(extra)[0])
+            raise _fail(where, field, "only 'role' and 'content'", min(extra))
     if messages[-1]["role"] == "assistant":
-        raise _fail(where, f"messages[{len(messages) - 1}].role", "the prompt to end on a user/system turn", "assistant")
+        raise _fail(
+            where, f"messages[{len(messages) - 1}].role", "the prompt to end on a user/system turn", "assistant"
+        )

@@ -8,7 +8,7 @@ scenario generator produces, and wraps it in `PreTrainedTokenizerFast` with a Ch
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -27,7 +27,9 @@ def _corpus(n_records: int, seed: int) -> Iterable[str]:
             yield m["content"]
 
 
-def build_toy_tokenizer(vocab_size: int = 2048, n_records: int = 2000, seed: int = 0, texts: Iterable[str] | None = None):
+def build_toy_tokenizer(
+    vocab_size: int = 2048, n_records: int = 2000, seed: int = 0, texts: Iterable[str] | None = None
+):
     """Trains a byte-level BPE on generated chats; returns a `PreTrainedTokenizerFast` (left padding)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

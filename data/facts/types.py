@@ -11,8 +11,8 @@ stem such as "bacteri" matches "bacteria" and "bacterial".
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)

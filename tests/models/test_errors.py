@@ -86,3 +86,21 @@ def test_missing_tensor(tmp_path):
 def test_cli_unknown_option_exits_2():
     proc = _cli("export", "--no-such-flag", "1")
     assert proc.returncode == 2
+
+
+def test_cli_unknown_model_name(tmp_path):
+    _one_line_error(_cli("generate", "--model", "no-such-model", "--prompt", "hi"), "no-such-model", "known")
+
+
+def test_cli_truncated_gguf(tmp_path):
+    from models import hub
+
+    gguf = hub.known_gguf(hub.KNOWN_MODELS["smollm2-135m-instruct"])
+    bad = tmp_path / "cut.gguf"
+    with open(gguf, "rb") as fh:
+        bad.write_bytes(fh.read(5_000_000))
+    env_cache = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "export", "--model", str(bad), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "TRAITRL_CACHE": str(env_cache)})
+    _one_line_error(proc, "cut.gguf", "truncated")

@@ -1,0 +1,269 @@
+"""The Grain pipeline: records -> trait-mix -> chat template + tokens -> left-padded, bucketed prompt batches.
+
+    trait records --filter(traits, domains)--+
+                                             +-- shard -> shuffle -> repeat --+
+    regular records -------------------------+                                +-- mix(1-f, f) -> tokenize
+                                                                                   -> drop > max_prompt_len
+                                                                                   -> batch(P) -> pad to bucket
+
+Everything before batching is a Grain `MapDataset` (random access by index), so the whole
+stream is a pure function of (sources, config) and the iterator state is one integer: a
+restored iterator continues exactly where the saved one stopped. Ablation filters act on the
+trait source *before* mixing, so the dose stays `trait_fraction` whatever they remove; the mix
+uses Grain's deterministic proportional interleave, so the realised dose is exact up to rounding
+rather than binomially noisy. Each process takes every `shard_count`-th record of each source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grain
+import numpy as np
+
+from data.config import DataConfig
+from data.generator import generate_regular_records, generate_trait_records
+from data.readers import read_records
+from data.schema import Record
+from engine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """P prompts, left-padded to one bucket length L, with their records (for the graders)."""
+
+    input_ids_BxL: np.ndarray  # int32 token ids, pad id on the left
+    mask_BxL: np.ndarray  # int32, 1 on real tokens (positions count from each row's first 1)
+    lengths_B: np.ndarray  # int32 unpadded prompt lengths
+    records: list[Record]  # the source records, same order
+
+
+def filter_trait_records(records: Sequence[Record], cfg: DataConfig) -> list[Record]:
+    """Applies the ablation filters (traits, trait_domains, exclude_trait_domains) to trait records."""
+    out = []
+    for r in records:
+        if cfg.traits and r["trait"] not in cfg.traits:
+            continue
+        if cfg.trait_domains and r["domain"] not in cfg.trait_domains:
+            continue
+        if r["domain"] in cfg.exclude_trait_domains:
+            continue
+        out.append(r)
+    return out
+
+
+def load_sources(cfg: DataConfig, known_graders=None) -> tuple[list[Record], list[Record]]:
+    """(trait records after the ablation filters, regular records) from files or the bundled generator."""
+
+    def read(paths: Sequence[str]) -> list[Record]:
+        out: list[Record] = []
+        for p in paths:
+            recs, _stats = read_records(p, cfg.on_error, known_graders)
+            out.extend(recs)
+        return out
+
+    trait = read(cfg.trait_files) if cfg.trait_files else generate_trait_records(cfg.n_per_cell, cfg.seed, cfg.split)
+    regular = (
+        read(cfg.regular_files) if cfg.regular_files else generate_regular_records(cfg.n_regular, cfg.seed, cfg.split)
+    )
+    wrong = next((r for r in trait if r["kind"] != "trait"), None) or next(
+        (r for r in regular if r["kind"] != "regular"), None
+    )
+    if wrong is not None:
+        raise UserError(
+            f"record {wrong['id']}: field 'kind': {wrong['kind']!r} record in the "
+            f"{'trait' if wrong['kind'] == 'regular' else 'regular'} source"
+        )
+    return filter_trait_records(trait, cfg), regular
+
+
+@dataclass(frozen=True)
+class TokenizedSource:
+    """A source's records with their prompt token ids; over-long prompts already removed."""
+
+    records: list[Record]  # kept records
+    ids: list[np.ndarray]  # int32 prompt ids (chat template + generation prompt), aligned with records
+    dropped: int  # records removed for exceeding max_prompt_len
+
+
+class ChatEncoder:
+    """Messages -> prompt token ids via the tokenizer's own chat template (generation prompt appended).
+
+    Renders with `apply_chat_template(tokenize=False)` and encodes with the Rust backend without
+    extra special tokens - what `apply_chat_template(tokenize=True)` does - but in batches, which
+    the backend parallelises across cores.
+    """
+
+    def __init__(self, tokenizer: Any):
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise UserError("tokenizer: has no chat template (expected an instruct tokenizer with chat_template)")
+        self.tokenizer = tokenizer
+        self.backend = tokenizer.backend_tokenizer
+
+    def render(self, messages: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        return self.backend.encode(self.render(messages), add_special_tokens=False).ids
+
+    def encode_many(self, conversations: Sequence[list[dict]]) -> list[list[int]]:
+        texts = [self.render(m) for m in conversations]
+        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+
+def tokenize_source(
+    records: Sequence[Record], tokenizer: Any, max_prompt_len: int, chunk: int = 2048
+) -> TokenizedSource:
+    """Tokenizes every record once, up front (sources are in memory anyway), dropping over-long prompts.
+
+    Doing it per source rather than per streamed element means each epoch costs only index
+    shuffling and padding, and the dose is computed over prompts that can actually be used.
+    """
+    enc = ChatEncoder(tokenizer)
+    kept: list[Record] = []
+    ids: list[np.ndarray] = []
+    dropped = 0
+    for lo in range(0, len(records), chunk):
+        part = records[lo : lo + chunk]
+        for r, t in zip(part, enc.encode_many([r["messages"] for r in part])):
+            if len(t) > max_prompt_len:
+                dropped += 1
+                continue
+            kept.append(r)
+            ids.append(np.asarray(t, dtype=np.int32))
+    if dropped:
+        log.warning(
+            "dropped %d of %d prompt(s) longer than max_prompt_len=%d tokens", dropped, len(records), max_prompt_len
+        )
+    return TokenizedSource(kept, ids, dropped)
+
+
+REGULAR, TRAIT = 0, 1  # source tags in the index stream
+
+
+def _stream(n: int, cfg: DataConfig, tag: int, what: str) -> grain.MapDataset:
+    ds = grain.MapDataset.range(n)[cfg.shard_index :: cfg.shard_count]
+    if len(ds) == 0:
+        raise UserError(
+            f"option 'data': the {what} source is empty for shard {cfg.shard_index}/{cfg.shard_count} "
+            f"after filters ({n} records before sharding)"
+        )
+    # A fresh permutation each epoch (Grain reseeds shuffle per repeat epoch), deterministic in the seed.
+    return ds.shuffle(seed=cfg.seed * 1000 + tag).repeat().map(lambda i: (tag, int(i)))
+
+
+def index_stream(cfg: DataConfig, n_regular: int, n_trait: int) -> grain.MapDataset:
+    """The infinite, sharded, shuffled stream of (source tag, index) with the trait dose mixed in.
+
+    Streaming small tuples rather than records keeps Grain's per-element overhead (tree
+    flattening, byte-size stats) negligible; batches look the records up at the end.
+    """
+    f = cfg.trait_fraction
+    if f == 0.0:
+        return _stream(n_regular, cfg, REGULAR, "regular")
+    if f == 1.0:
+        return _stream(n_trait, cfg, TRAIT, "trait (after filters)")
+    return grain.MapDataset.mix(
+        [_stream(n_regular, cfg, REGULAR, "regular"), _stream(n_trait, cfg, TRAIT, "trait (after filters)")],
+        [1.0 - f, f],
+    )
+
+
+class PadToBucket:
+    """Batch function: looks up P (tag, index) pairs, left-pads them to the smallest bucket that fits."""
+
+    def __init__(self, sources: Sequence[TokenizedSource], buckets: Sequence[int], pad_id: int):
+        self.sources = sources
+        self.buckets = tuple(buckets)
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[tuple[int, int]]) -> PromptBatch:
+        seqs = [self.sources[t].ids[i] for t, i in items]
+        longest = max(len(x) for x in seqs)
+        L = next(b for b in self.buckets if b >= longest)  # config guarantees the last bucket >= max_prompt_len
+        ids = np.full((len(seqs), L), self.pad_id, dtype=np.int32)
+        mask = np.zeros((len(seqs), L), dtype=np.int32)
+        for row, x in enumerate(seqs):
+            ids[row, L - len(x) :] = x
+            mask[row, L - len(x) :] = 1
+        lengths = np.asarray([len(x) for x in seqs], dtype=np.int32)
+        return PromptBatch(ids, mask, lengths, [self.sources[t].records[i] for t, i in items])
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pid is None:
+        raise UserError("tokenizer: has neither a pad token nor an eos token to pad prompts with")
+    return int(pid)
+
+
+def _sources(cfg: DataConfig, trait: Sequence[Record] | None, regular: Sequence[Record] | None):
+    if trait is None or regular is None:
+        t, r = load_sources(cfg)
+        return (t if trait is None else filter_trait_records(trait, cfg)), (r if regular is None else list(regular))
+    return filter_trait_records(trait, cfg), list(regular)
+
+
+def prompt_batches(
+    cfg: DataConfig, tokenizer: Any, trait: Sequence[Record] | None = None, regular: Sequence[Record] | None = None
+) -> grain.IterDataset:
+    """The full pipeline as a Grain `IterDataset` of `PromptBatch`; sources default to `load_sources(cfg)`."""
+    trait, regular = _sources(cfg, trait, regular)
+    srcs = [None, None]
+    srcs[REGULAR] = (
+        tokenize_source(regular, tokenizer, cfg.max_prompt_len)
+        if cfg.trait_fraction < 1
+        else TokenizedSource([], [], 0)
+    )
+    srcs[TRAIT] = (
+        tokenize_source(trait, tokenizer, cfg.max_prompt_len) if cfg.trait_fraction > 0 else TokenizedSource([], [], 0)
+    )
+    ds = index_stream(cfg, len(srcs[REGULAR].records), len(srcs[TRAIT].records))
+    read = grain.ReadOptions(
+        num_threads=cfg.read_threads, prefetch_buffer_size=4 * cfg.batch_size if cfg.read_threads else 0
+    )
+    it_ds = ds.to_iter_dataset(read).batch(
+        cfg.batch_size, drop_remainder=True, batch_fn=PadToBucket(srcs, cfg.buckets, pad_id_of(tokenizer))
+    )
+    if cfg.worker_count:
+        from absl import flags
+
+        # Grain's worker processes read absl flags; the tyro CLI never parses them, so take the defaults.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count))
+    return it_ds
+
+
+def prompt_iterator(
+    cfg: DataConfig,
+    tokenizer: Any,
+    trait: Sequence[Record] | None = None,
+    regular: Sequence[Record] | None = None,
+    state: dict | None = None,
+) -> grain.DatasetIterator:
+    """An iterator of `PromptBatch`; `it.get_state()` / `it.set_state(s)` (or `state=`) save and restore position.
+
+    The state is a small JSON-able dict; Orbax saves it next to the model with
+    `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`.
+    """
+    it = iter(prompt_batches(cfg, tokenizer, trait, regular))
+    if state is not None:
+        it.set_state(state)
+    return it
+
+
+def record_iterator(cfg: DataConfig, trait: Sequence[Record] | None = None, regular: Sequence[Record] | None = None):
+    """The mixed record stream without tokenization (previews, dose checks, evals that tokenize themselves).
+
+    Same order as `prompt_iterator` when no prompt is over-long (tokenization can only drop records).
+    """
+    trait, regular = _sources(cfg, trait, regular)
+    srcs = {REGULAR: regular, TRAIT: trait}
+    ds = index_stream(cfg, len(regular), len(trait)).map(lambda ti: srcs[ti[0]][ti[1]])
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)))

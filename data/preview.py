@@ -1,0 +1,78 @@
+"""`traitrl data preview`: a few sample prompts and the realised mixture by kind, domain and trait.
+
+Reads the same record stream the trainer would (`record_iterator`: sources, filters, shard,
+shuffle, dose), so what it prints is what a run with this `DataConfig` will see.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections import Counter
+from typing import Any, TextIO
+
+from data.config import DataConfig
+from data.pipeline import record_iterator
+
+
+def _table(title: str, counts: Counter, total: int, out: TextIO) -> None:
+    out.write(f"{title}\n")
+    out.writelines(
+        f"  {key!s:<28} {n:>7}  {100 * n / total:6.2f}%\n"
+        for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    )
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def preview(
+    cfg: DataConfig,
+    n_samples: int = 5,
+    n_mix: int = 10_000,
+    out: TextIO | None = None,
+    tokenizer: Any = None,
+    width: int = 160,
+) -> dict[str, Counter]:
+    """Prints `n_samples` records and the mixture over the first `n_mix` streamed records; returns the counters.
+
+    With a `tokenizer`, also prints each sample's prompt length in tokens (chat template included).
+    """
+    out = out or sys.stdout
+    records = list(itertools.islice(record_iterator(cfg), n_mix))
+    if not records:
+        out.write("no records\n")
+        return {}
+    kinds = Counter(r["kind"] for r in records)
+    domains = Counter(r["domain"] for r in records if r["kind"] == "trait")
+    traits = Counter(r["trait"] for r in records if r["kind"] == "trait")
+    graders = Counter(r["grader"] for r in records)
+    out.write(
+        f"data preview: seed={cfg.seed} split={cfg.split} trait_fraction={cfg.trait_fraction} "
+        f"shard={cfg.shard_index}/{cfg.shard_count} traits={list(cfg.traits) or 'all'} "
+        f"trait_domains={list(cfg.trait_domains) or 'all'} exclude={list(cfg.exclude_trait_domains) or 'none'}\n"
+    )
+    n_trait = kinds.get("trait", 0)
+    out.write(f"realised dose over {len(records)} records: {100 * n_trait / len(records):.2f}% trait\n")
+    _table("by kind", kinds, len(records), out)
+    if n_trait:
+        _table("trait records by domain", domains, n_trait, out)
+        _table("trait records by trait", traits, n_trait, out)
+    _table("by grader", graders, len(records), out)
+    shown = [r for r in records if r["kind"] == "trait"][: (n_samples + 1) // 2]
+    shown += [r for r in records if r["kind"] == "regular"][: n_samples - len(shown)]
+    out.write(f"samples ({len(shown)}):\n")
+    for r in shown:
+        extra = ""
+        if tokenizer is not None:
+            from data.pipeline import ChatEncoder
+
+            extra = f" tokens={len(ChatEncoder(tokenizer).encode(r['messages']))}"
+        out.write(f"- {r['id']} [{r['kind']}/{r['domain']}/{r['trait']}] grader={r['grader']}{extra}\n")
+        for m in r["messages"]:
+            out.write(f"    {m['role']}: {_short(m['content'], width)}\n")
+        truth = {k: v for k, v in r["grader_args"].items() if k != "reference"}
+        out.write(f"    grader_args: {_short(repr(truth), width)}\n")
+    return {"kind": kinds, "domain": domains, "trait": traits, "grader": graders}

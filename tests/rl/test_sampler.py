@@ -1,0 +1,343 @@
+"""The rollout sampler: greedy parity with transformers, sampling statistics, filters, logprobs,
+sharding, compilation count, stopping, determinism and steering.
+
+Tiny random models are built by transformers (larger init std so logits are peaked and greedy has
+no near-ties); the parity test uses the real SmolLM2-135M-Instruct.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from flax import nnx
+
+import models
+from engine.errors import UserError
+from engine.sharding import make_mesh
+from models.transformer import Steer
+from rl import sampling
+from rl.sampler import Sampler, SamplingConfig, encode_prompts, generate_records, generate_text, pad_prompts
+from rl.sampling import TokenChoice
+
+VOCAB, EOS, PAD = 96, 5, 0
+TINY = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, eos_token_id=EOS, pad_token_id=PAD,
+            bos_token_id=None, tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny random Llama saved by transformers; init std 0.2 gives peaked next-token distributions."""
+    torch.manual_seed(0)
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY, initializer_range=0.2)).eval()
+    d = tmp_path_factory.mktemp("tiny")
+    hf.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    return models.load(tiny_dir)
+
+
+def _prompts(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(EOS + 1, VOCAB, n).tolist() for n in lengths]
+
+
+# Most tests share these shapes and configs, so they share compiled programs (compiles dominate).
+PROMPTS = _prompts((3, 9, 14, 6))
+GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=12, prompt_buckets=(16,))
+SAMPLE = SamplingConfig(temperature=1.0, max_new_tokens=12, prompt_buckets=(16,), stop_token_ids=())
+FILTERED = SamplingConfig(temperature=0.7, top_k=20, top_p=0.9, min_p=0.02, max_new_tokens=12, prompt_buckets=(16,))
+
+
+@functools.cache
+def _sampler(cfg: SamplingConfig) -> Sampler:
+    return Sampler(cfg)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "steer_layer"))
+def _forward_logits(graphdef, state, ids, mask, steer_D=None, alpha=None, steer_layer=None):
+    steer = None if steer_layer is None else Steer(steer_layer, steer_D, alpha)
+    return nnx.merge(graphdef, state).apply(ids, mask, steer=steer).logits
+
+
+def _teacher_forced_logits(policy, r, steer=None):
+    """Logits predicting every completion token, from one full forward over prompt + completion."""
+    ids = np.concatenate([r.prompt_ids_BxL, r.completion_ids_BxT], axis=1)
+    mask = np.concatenate([r.prompt_mask_BxL, r.completion_mask_BxT], axis=1)
+    graphdef, state = nnx.split(policy.model)
+    sargs = {} if steer is None else dict(steer_D=steer.vector_D, alpha=jnp.asarray(steer.alpha), steer_layer=steer.layer)
+    logits = _forward_logits(graphdef, state, ids, mask, **sargs)
+    L, T = r.prompt_ids_BxL.shape[1], r.completion_ids_BxT.shape[1]
+    return np.asarray(logits[:, L - 1:L + T - 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and padding
+
+
+@pytest.mark.parametrize("field,value", [("temperature", -1.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5),
+                                         ("min_p", 1.0), ("max_new_tokens", 0), ("prompt_buckets", (64, 32)),
+                                         ("prompt_buckets", ()), ("stop_token_ids", (-1,))])
+def test_config_rejects_bad_values_naming_the_option(field, value):
+    with pytest.raises(UserError, match=field):
+        SamplingConfig(**{field: value})
+
+
+def test_config_is_hashable_with_list_inputs():
+    cfg = SamplingConfig(prompt_buckets=[8, 16], stop_token_ids=[1, 2])
+    assert cfg.prompt_buckets == (8, 16) and cfg.stop_token_ids == (1, 2) and hash(cfg)
+
+
+def test_pad_prompts_left_pads_to_the_smallest_fitting_bucket():
+    ids, mask = pad_prompts([[7, 8, 9], [4]], (2, 4, 8), pad_id=0)
+    np.testing.assert_array_equal(ids, [[0, 7, 8, 9], [0, 0, 0, 4]])
+    np.testing.assert_array_equal(mask, [[0, 1, 1, 1], [0, 0, 0, 1]])
+    with pytest.raises(UserError, match="prompt_buckets"):
+        pad_prompts([[1] * 9], (2, 4, 8), pad_id=0)
+    with pytest.raises(UserError, match="empty"):
+        pad_prompts([[1], []], (4,), pad_id=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Token-choice math (no model)
+
+
+def _reference_filter(logits, t, k, p, mp):
+    """NumPy reference of temperature -> top-k -> top-p -> min-p, as transformers' warpers do it."""
+    x = logits.astype(np.float64) / t
+    keep = np.ones_like(x, bool)
+    if k:
+        keep &= x >= np.sort(x)[-k]
+    probs = np.where(keep, np.exp(x - x[keep].max()), 0)
+    probs /= probs.sum()
+    if p < 1:
+        order = np.argsort(-probs, kind="stable")
+        before = np.cumsum(probs[order]) - probs[order]
+        cut = probs[order][before < p].min()
+        keep &= probs >= cut
+        probs = np.where(keep, probs, 0)
+        probs /= probs.sum()
+    if mp:
+        keep &= probs >= mp * probs.max()
+    z = np.where(keep, x, -np.inf)
+    return z - np.log(np.exp(z - z.max()).sum()) - z.max()
+
+
+@pytest.mark.parametrize("t,k,p,mp", [(1.0, 0, 1.0, 0.0), (0.7, 10, 1.0, 0.0), (1.0, 0, 0.8, 0.0),
+                                      (1.3, 20, 0.9, 0.0), (1.0, 0, 1.0, 0.1), (0.8, 30, 0.95, 0.05)])
+def test_filtered_logprobs_match_numpy_reference(t, k, p, mp):
+    logits = np.random.default_rng(1).normal(0, 3, (6, 200)).astype(np.float32)
+    choice = TokenChoice(t, k, p, mp)
+    ref = np.stack([_reference_filter(row, t, k, p, mp) for row in logits])
+    toks = np.broadcast_to(np.arange(200), (6, 200))
+    ours = np.asarray(sampling.token_logprobs(jnp.asarray(np.repeat(logits[:, None], 200, 1)), jnp.asarray(toks),
+                                              choice))
+    np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
+    np.testing.assert_allclose(ours[~np.isinf(ref)], ref[~np.isinf(ref)], atol=1e-5)
+
+
+def test_choose_frequencies_match_filtered_softmax():
+    """Chi-square over 100k draws from one row's filtered distribution (top-k 12, top-p 0.9)."""
+    logits = jnp.asarray(np.random.default_rng(2).normal(0, 1.5, (1, 300)), jnp.float32)
+    choice = TokenChoice(1.0, 12, 0.9, 0.0)
+    n = 100_000
+    keys = jax.random.split(jax.random.key(0), n)
+    toks, lps = jax.jit(lambda k: sampling.choose(k, jnp.broadcast_to(logits, (n, 300)), choice))(keys)
+    logp = np.asarray(sampling.token_logprobs(logits[0], jnp.arange(300), choice))
+    counts = np.bincount(np.asarray(toks), minlength=300)
+    assert counts[np.isinf(logp)].sum() == 0
+    expected = n * np.exp(logp[~np.isinf(logp)])
+    chi2 = ((counts[~np.isinf(logp)] - expected) ** 2 / expected).sum()
+    dof = (~np.isinf(logp)).sum() - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)  # ~5 sigma
+    np.testing.assert_allclose(np.asarray(lps), logp[np.asarray(toks)], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sampler on a tiny model
+
+
+def test_greedy_matches_transformers_generate_on_tiny_llama(tiny, tiny_dir):
+    r = _sampler(GREEDY)(tiny, PROMPTS)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    out = hf.generate(torch.tensor(r.prompt_ids_BxL.astype(np.int64)),
+                      attention_mask=torch.tensor(r.prompt_mask_BxL.astype(np.int64)), do_sample=False,
+                      max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD)[:, 16:].numpy()
+    out = np.pad(out, ((0, 0), (0, 12 - out.shape[1])), constant_values=PAD)
+    np.testing.assert_array_equal(r.completion_ids_BxT, out)
+
+
+def test_temperature_one_frequencies_match_softmax(tiny):
+    """2048 sequences of one prompt: first and second tokens against the model's own softmax."""
+    prompt = _prompts((5,))[0]
+    n = 2048
+    r = Sampler(SamplingConfig(temperature=1.0, max_new_tokens=2, prompt_buckets=(8,), stop_token_ids=()))(
+        tiny, [prompt], num_generations=n, seed=3)
+    p_first = np.asarray(jax.nn.softmax(tiny.model(jnp.asarray([prompt]))[0, -1]), np.float64)
+    first = r.completion_ids_BxT[:, 0]
+    # Second token: condition on the most frequent first token.
+    top = np.bincount(first, minlength=VOCAB).argmax()
+    p_second = np.asarray(jax.nn.softmax(tiny.model(jnp.asarray([prompt + [int(top)]]))[0, -1]), np.float64)
+    for p, toks in ((p_first, first), (p_second, r.completion_ids_BxT[first == top, 1])):
+        counts = np.bincount(toks, minlength=VOCAB)
+        expected = len(toks) * p
+        big = expected >= 5  # chi-square needs expected counts >= 5: pool the rest into one cell
+        obs = np.append(counts[big], counts[~big].sum())
+        exp = np.append(expected[big], expected[~big].sum())
+        chi2 = ((obs - exp) ** 2 / exp).sum()
+        dof = len(obs) - 1
+        assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=3), dict(top_p=0.5), dict(min_p=0.3)])
+def test_filters_never_emit_a_token_outside_the_allowed_set(tiny, kw):
+    cfg = dataclasses.replace(SAMPLE, **kw)
+    r = _sampler(cfg)(tiny, PROMPTS, num_generations=8, seed=1)
+    logits = _teacher_forced_logits(tiny, r)
+    probs = np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+    tok = r.completion_ids_BxT
+    p_tok = np.take_along_axis(probs, tok[..., None], -1)[..., 0]
+    above = probs > p_tok[..., None] * (1 + 1e-5)  # tokens strictly more likely than the one drawn
+    if "top_k" in kw:  # fewer than k of them
+        assert (above.sum(-1) < kw["top_k"]).all()
+    if "top_p" in kw:  # their mass is < top_p
+        assert (np.where(above, probs, 0).sum(-1) < kw["top_p"] + 1e-5).all()
+    if "min_p" in kw:
+        assert (p_tok >= kw["min_p"] * probs.max(-1) * (1 - 1e-5)).all()
+    lp = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(tok), cfg.choice))
+    assert np.isfinite(lp).all()  # every sampled token is inside the filtered set
+
+
+@pytest.mark.parametrize("cfg,G", [(SAMPLE, 2), (FILTERED, 2), (GREEDY, 1)], ids=["t1", "filtered", "greedy"])
+def test_logprobs_equal_teacher_forced_forward(tiny, cfg, G):
+    r = _sampler(cfg)(tiny, PROMPTS, num_generations=G, seed=4)
+    logits = _teacher_forced_logits(tiny, r)
+    ref = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(r.completion_ids_BxT), cfg.choice))
+    m = r.completion_mask_BxT
+    assert r.logprobs_BxT.dtype == np.float32 and (r.logprobs_BxT[~m] == 0).all()
+    np.testing.assert_allclose(r.logprobs_BxT[m], ref[m], atol=1e-4)
+
+
+def test_stop_tokens_lengths_truncation_and_padding(tiny):
+    stops = tuple(range(6, 40))  # a third of the vocabulary: most rows stop early, some may not
+    cfg = SamplingConfig(temperature=1.0, max_new_tokens=6, prompt_buckets=(16,), stop_token_ids=stops)
+    r = Sampler(cfg)(tiny, _prompts((3, 8)), num_generations=16, seed=0)
+    ids, m = r.completion_ids_BxT, r.completion_mask_BxT
+    assert r.truncated_B.any() and not r.truncated_B.all()
+    is_stop = np.isin(ids, stops) & m
+    for b in range(len(ids)):
+        n = r.lengths_B[b]
+        assert m[b].sum() == n and m[b, :n].all()
+        assert (ids[b, n:] == PAD).all()
+        assert r.truncated_B[b] == (not is_stop[b].any())
+        if not r.truncated_B[b]:
+            assert is_stop[b, n - 1] and not is_stop[b, :n - 1].any()
+    assert r.prompt_ids_BxL.shape == (32, 16) and r.num_generations == 16
+
+
+def test_deterministic_and_independent_of_batch_composition(tiny):
+    s, prompts = _sampler(SAMPLE), PROMPTS
+    a, b = s(tiny, prompts, 2, seed=7), s(tiny, prompts, 2, seed=7)
+    np.testing.assert_array_equal(a.completion_ids_BxT, b.completion_ids_BxT)
+    assert not (s(tiny, prompts, 2, seed=8).completion_ids_BxT == a.completion_ids_BxT).all()
+    # Prompt 1 alone, with the sequence ids it had in the batch (2, 3): the same completions.
+    alone = s(tiny, [prompts[1]], 2, seed=7, sequence_ids=[2, 3])
+    np.testing.assert_array_equal(alone.completion_ids_BxT, a.completion_ids_BxT[2:4])
+    np.testing.assert_allclose(alone.logprobs_BxT, a.logprobs_BxT[2:4], atol=1e-5)
+
+
+def test_one_compilation_per_bucket_and_none_for_new_weights(tiny_dir):
+    policy = models.load(tiny_dir)
+    s = Sampler(SamplingConfig(temperature=1.0, max_new_tokens=4, prompt_buckets=(8, 16)))
+    for n in (3, 5, 8):
+        s(policy, _prompts((n, 2)))
+    assert s.compilations == 1
+    # Training updates the weights in place: same shapes and shardings, no recompilation.
+    state = nnx.state(policy.model, nnx.Param)
+    nnx.update(policy.model, jax.tree.map(lambda x: x * 1.01, state))
+    s(policy, _prompts((6, 2)), seed=5)
+    assert s.compilations == 1
+    s(policy, _prompts((12, 2)))  # next bucket
+    assert s.compilations == 2
+
+
+def test_steering_hook(tiny):
+    cfg, prompts = GREEDY, PROMPTS
+    s = _sampler(cfg)
+    plain = s(tiny, prompts)
+    before = s.compilations
+    v = jnp.asarray(np.random.default_rng(0).normal(0, 1, 64), jnp.float32)
+    zero = s(tiny, prompts, steer=Steer(1, v, 0.0))
+    np.testing.assert_array_equal(zero.completion_ids_BxT, plain.completion_ids_BxT)
+    steered = s(tiny, prompts, steer=Steer(1, v, 8.0))
+    assert (steered.completion_ids_BxT != plain.completion_ids_BxT).any()
+    assert s.compilations == before + 1  # steering compiles once; a new alpha / vector reuses it
+    logits = _teacher_forced_logits(tiny, steered, steer=Steer(1, v, 8.0))
+    ref = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(steered.completion_ids_BxT),
+                                             cfg.choice))
+    m = steered.completion_mask_BxT
+    np.testing.assert_allclose(steered.logprobs_BxT[m], ref[m], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [dict(data=2, fsdp=2, tensor=2), dict(fsdp=2, tensor=4)])
+def test_sharded_greedy_matches_one_device(tiny_dir, tiny, shape):
+    prompts = PROMPTS + _prompts((12, 7, 2, 10), seed=1)  # 8 rows: 2 per (data, fsdp) shard
+    ref = _sampler(GREEDY)(tiny, prompts)
+    sharded = models.load(tiny_dir, mesh=make_mesh(**shape))
+    r = Sampler(GREEDY)(sharded, prompts)
+    np.testing.assert_array_equal(r.completion_ids_BxT, ref.completion_ids_BxT)
+    np.testing.assert_allclose(r.logprobs_BxT, ref.logprobs_BxT, atol=1e-5)
+    # Groups under the mesh too (P = 4 prompts x G = 2), sampled: the same draws.
+    g = Sampler(SAMPLE)(sharded, PROMPTS, 2, seed=1)
+    g1 = _sampler(SAMPLE)(tiny, PROMPTS, 2, seed=1)
+    np.testing.assert_array_equal(g.completion_ids_BxT, g1.completion_ids_BxT)
+    np.testing.assert_allclose(g.logprobs_BxT, g1.logprobs_BxT, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real model
+
+CHATS = ["What is the capital of France?", "Explain photosynthesis in two sentences.",
+         "Write a haiku about the sea.", "List three prime numbers.",
+         "How do I boil an egg? Give step by step instructions, please, with times.", "Hi!",
+         "Translate 'good morning' into Spanish and German.",
+         "Why is the sky blue? Answer like a physicist speaking to a curious ten year old child."]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return models.load("smollm2-135m-instruct")
+
+
+def test_greedy_parity_with_transformers_on_smollm2(smollm2):
+    """8 real chat prompts of different lengths, one left-padded batch, 32 new tokens: identical ids."""
+    prompts = encode_prompts(smollm2.tokenizer, [[{"role": "user", "content": c}] for c in CHATS])
+    assert len({len(p) for p in prompts}) == len(prompts)
+    r = Sampler(SamplingConfig(temperature=0.0, max_new_tokens=32, prompt_buckets=(64,)))(smollm2, prompts)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(smollm2.source, dtype=torch.float32).eval()
+    pad = smollm2.tokenizer.pad_token_id
+    with torch.no_grad():
+        out = hf.generate(torch.tensor(r.prompt_ids_BxL.astype(np.int64)),
+                          attention_mask=torch.tensor(r.prompt_mask_BxL.astype(np.int64)), do_sample=False,
+                          max_new_tokens=32, pad_token_id=pad)[:, 64:].numpy()
+    out = np.pad(out, ((0, 0), (0, 32 - out.shape[1])), constant_values=pad)
+    np.testing.assert_array_equal(r.completion_ids_BxT, out)
+    assert r.texts[0].startswith("The capital of France is Paris")
+
+
+def test_generate_helpers_on_smollm2(smollm2):
+    cfg = SamplingConfig(temperature=0.0, max_new_tokens=8, prompt_buckets=(64,))
+    texts = generate_text(smollm2, [[{"role": "user", "content": CHATS[0]}], "The capital of France is"], cfg)
+    assert texts[0].startswith("The capital of France is Paris") and isinstance(texts[1], str)
+    recs = generate_records(smollm2, [{"prompt": CHATS[0]}, {"messages": [{"role": "user", "content": "Hi!"}]}], cfg)
+    assert recs[0]["text"] == texts[0] and all(isinstance(t, int) for t in recs[0]["completion_ids"])
