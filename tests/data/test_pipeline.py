@@ -191,3 +191,14 @@ def test_preview_prints_samples_and_mixture(sources):
     assert "realised dose over 2000 records: 10.00% trait" in text
     assert "trait records by domain" in text and "samples (4)" in text and "grader_args" in text
     assert counts["kind"]["trait"] == 200 and sum(counts["trait"].values()) == 200
+
+
+def test_worker_processes_are_deterministic_and_resumable(tokenizer, sources):
+    # Workers change the order (each takes a slice of the stream) but not determinism or resume.
+    cfg = DataConfig(batch_size=4, worker_count=2, **SMALL)
+    it = prompt_iterator(cfg, tokenizer, *sources)
+    first = take(it, 4)
+    state = it.get_state()
+    rest = take(it, 3)
+    assert _ids(take(prompt_iterator(cfg, tokenizer, *sources), 4)) == _ids(first)
+    assert _ids(take(prompt_iterator(cfg, tokenizer, *sources, state=state), 3)) == _ids(rest)

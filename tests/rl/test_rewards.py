@@ -1,14 +1,16 @@
-"""Graders: hand-written good / bad answers, and gaming strategies that must never beat a good answer.
+"""Graders: a good answer scores highest; bad, hedge, refuse, echo, empty, always-agree/-disagree never beat it.
 
-For every grader: a good answer scores highest; a bad answer, hedge-everything, refuse-everything,
-echo-the-prompt and empty (and always-agree / always-disagree where a stance is graded) score
-lower or equal. A second test repeats the check over generated records of every domain, using
-the generator's reference answers as the good answer.
+Hand-written cases per grader, then the same check over generated records of every domain (their reference answers).
 """
 
 from __future__ import annotations
 
 import functools
+import http.server
+import json
+import re
+import threading
+import time
 
 import pytest
 
@@ -33,11 +35,8 @@ def _cell(trait: str, domain: str) -> tuple:
 
 
 def pick(trait: str, domain: str, item: str, variant: str, **args) -> dict:
-    for r in _cell(trait, domain):
-        m = r["meta"]
-        if m["item"] == item and m["variant"] == variant and all(r["grader_args"].get(k) == v for k, v in args.items()):
-            return r
-    raise LookupError((trait, domain, item, variant, args))
+    ok = lambda r: (r["meta"]["item"], r["meta"]["variant"]) == (item, variant)
+    return next(r for r in _cell(trait, domain) if ok(r) and all(r["grader_args"].get(k) == v for k, v in args.items()))
 
 
 def score(r: dict, completion: str) -> float:
@@ -376,3 +375,123 @@ def test_registry_errors_are_user_errors():
     bad = dict(_rubric_record(), grader_args={"rubric": [{"criterion": "x"}]})
     with pytest.raises(UserError, match=r"rubric\[0\]"):
         make_rubric_grader(KeywordJudge())(None, ["x"], [bad])
+
+
+# --- HTTP judge over a real socket -------------------------------------------------------------
+
+
+class _JudgeServer:
+    """A tiny OpenAI-compatible judge: "yes" when every [[term]] of the criterion is in the reply.
+
+    `die_after` makes it shut down after that many answered requests and come back on the same
+    port `down_s` later, as a restarted `traitrl serve` would; `fail_first` answers 503 first.
+    """
+
+    def __init__(self, die_after: int | None = None, down_s: float = 0.4, fail_first: int = 0):
+        self.answered: list[str] = []
+        self.requests = 0
+        self.restarts = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                if outer.requests <= fail_first:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                text = body["messages"][-1]["content"]
+                criterion = text.split("Criterion: ", 1)[1].split("\n", 1)[0]
+                reply = text.split("[assistant] ")[-1].split("\n\nCriterion:")[0].lower()
+                terms = re.findall(r"\[\[([^\]]+)\]\]", criterion)
+                verdict = "yes" if terms and all(t in reply for t in terms) else "no"
+                out = json.dumps({"choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                outer.answered.append(text)
+                if die_after is not None and len(outer.answered) == die_after:
+                    threading.Thread(target=outer._restart, args=(down_s,), daemon=True).start()
+
+        self._handler = Handler
+        self.server = self._start(0)
+        self.port = self.server.server_address[1]
+
+    def _start(self, port):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    def _restart(self, down_s):
+        self.server.shutdown()
+        self.server.server_close()
+        time.sleep(down_s)
+        self.server = self._start(self.port)
+        self.restarts += 1
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _judge_batch(n: int):
+    user = "Case {}: chest pain and a numb arm."
+    recs = [
+        dict(_rubric_record(), id=f"r/{i}", messages=[{"role": "user", "content": user.format(i)}]) for i in range(n)
+    ]
+    return recs, [
+        "Call 911 now - this could be a heart attack." if i % 2 == 0 else "Just wait it out." for i in range(n)
+    ]
+
+
+def test_http_judge_survives_a_server_restart_mid_batch(tmp_path):
+    pytest.importorskip("httpx")
+    from rl.graders.http_judge import HTTPJudge, JudgeConfig
+
+    server = _JudgeServer(die_after=10, down_s=0.4, fail_first=2)
+    try:
+        cfg = JudgeConfig(
+            base_url=f"http://127.0.0.1:{server.port}",
+            model="judge",
+            max_concurrency=4,
+            timeout_s=5,
+            max_retries=8,
+            backoff_s=0.05,
+            backoff_max_s=0.4,
+            cache_dir=str(tmp_path / "cache"),
+        )
+        judge = HTTPJudge(cfg)
+        recs, comps = _judge_batch(12)  # 36 (completion, criterion) items
+        scores = make_rubric_grader(judge)(None, comps, recs)
+        assert scores == [1.0 if i % 2 == 0 else 0.0 for i in range(12)]
+        assert len(server.answered) == 36 and len(set(server.answered)) == 36  # none lost, none scored twice
+        assert server.restarts == 1 and judge.requests > 36  # the 503s and the restart were retried
+        again = HTTPJudge(cfg)  # a restarted run: everything comes from the on-disk cache
+        assert make_rubric_grader(again)(None, comps, recs) == scores
+        assert again.requests == 0 and again.cache_hits == 36
+    finally:
+        server.close()
+
+
+def test_http_judge_gives_up_with_a_clear_error():
+    pytest.importorskip("httpx")
+    from rl.graders.http_judge import HTTPJudge, JudgeConfig, JudgeError, parse_verdict
+
+    server = _JudgeServer()
+    port = server.port
+    server.close()  # nothing listens there now
+    judge = HTTPJudge(JudgeConfig(base_url=f"http://127.0.0.1:{port}", model="m", max_retries=1, backoff_s=0.01))
+    with pytest.raises(JudgeError, match="gave up after 2 attempts"):
+        judge.judge([([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "c")])
+    assert parse_verdict(" Yes.") is True and parse_verdict("no") is False
+    with pytest.raises(JudgeError):
+        parse_verdict("maybe")
+    with pytest.raises(UserError, match="judge.base_url"):
+        JudgeConfig(base_url="localhost:8000", model="m")

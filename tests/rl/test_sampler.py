@@ -183,11 +183,12 @@ def test_temperature_one_frequencies_match_softmax(tiny):
     n = 2048
     r = Sampler(SamplingConfig(temperature=1.0, max_new_tokens=2, prompt_buckets=(8,), stop_token_ids=()))(
         tiny, [prompt], num_generations=n, seed=3)
-    p_first = np.asarray(jax.nn.softmax(tiny.model(jnp.asarray([prompt]))[0, -1]), np.float64)
     first = r.completion_ids_BxT[:, 0]
-    # Second token: condition on the most frequent first token.
-    top = np.bincount(first, minlength=VOCAB).argmax()
-    p_second = np.asarray(jax.nn.softmax(tiny.model(jnp.asarray([prompt + [int(top)]]))[0, -1]), np.float64)
+    top = np.bincount(first, minlength=VOCAB).argmax()  # second token: condition on the likeliest first
+    graphdef, state = nnx.split(tiny.model)
+    ids = np.asarray([prompt + [prompt[-1]], prompt + [int(top)]])  # one batch: both next-token distributions
+    logits = _forward_logits(graphdef, state, ids, np.ones_like(ids, bool))
+    p_first, p_second = np.asarray(jax.nn.softmax(logits[:, -2:], axis=-1), np.float64)[[0, 1], [0, 1]]
     for p, toks in ((p_first, first), (p_second, r.completion_ids_BxT[first == top, 1])):
         counts = np.bincount(toks, minlength=VOCAB)
         expected = len(toks) * p
