@@ -3,14 +3,20 @@
     python benchmarks/sampler.py                      # canonical workload (../shared/peers/workload.json)
     python benchmarks/sampler.py --model smollm2      # SmolLM2-135M-Instruct, 16 sequences x 64 tokens
     python benchmarks/sampler.py --xla-flags="--xla_cpu_use_onednn=true"
+    python benchmarks/sampler.py --data 1                # no CPU mesh variant
 
 Canonical workload ("tiny-qwen2-grpo-v1"): a random Qwen2 (vocab 4096, hidden 256, MLP 704, 4
 layers, 8 heads / 2 KV heads, tied embeddings) built by transformers after torch.manual_seed(0);
 8 prompts x 8 generations of 32 tokens, 64 new tokens each, temperature 1, full vocabulary, EOS
 disabled (HF: min_new_tokens = max_new_tokens; ours: no stop ids). Both engines get warmups, then
 the median of timed runs, in alternating blocks so host noise hits both. Compilation is timed
-separately. Ours is timed twice: "grouped" (P=8 prompts, G=8: the shared prompt is prefilled
-once per group, as a GRPO rollout does) and "flat" (64 independent rows: exactly HF's work).
+separately. Ours is timed as "grouped" (P=8 prompts, G=8: the shared prompt is prefilled once per
+group, as a GRPO rollout does) and "flat" (64 independent rows: exactly HF's work), each on one
+XLA CPU device and, with --data N > 1, data-parallel over a mesh of N CPU devices
+(`--xla_force_host_platform_device_count=N`, batch sharded over `data`): XLA runs the devices'
+programs concurrently, which keeps both cores busy where one device's small matmuls do not. That
+helps the compute-bound canonical workload; SmolLM2 decode is memory-bandwidth bound (every
+replica re-reads all weights each token), so there --data defaults to 1.
 
 FLOP/s counts useful model FLOPs (2 x matmul params per token + causal attention over the real
 context), compared with a 2048^3 float32 matmul measured in the same process.
@@ -33,32 +39,66 @@ _parser.add_argument("--runs", type=int, default=5, help="timed runs per engine"
 _parser.add_argument("--warmup", type=int, default=2, help="warmup runs per engine (after compilation)")
 _parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for this run (set before jax is imported)")
 _parser.add_argument("--skip-hf", action="store_true", help="time only traitrl")
+_parser.add_argument(
+    "--data",
+    type=int,
+    default=0,
+    help="CPU devices for the data-parallel variant (0: cores for canonical, 1 for smollm2; 1: no mesh variant)",
+)
 ARGS = _parser.parse_args()
-if ARGS.xla_flags:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ARGS.xla_flags).strip()
+if ARGS.data == 0:
+    ARGS.data = (os.cpu_count() or 1) if ARGS.model == "canonical" else 1
+flags = ARGS.xla_flags + (f" --xla_force_host_platform_device_count={ARGS.data}" if ARGS.data > 1 else "")
+if flags.strip():
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import transformers
 
-import models  # noqa: E402
-from rl.sampler import Sampler, SamplingConfig, encode_prompts  # noqa: E402
+import models
+from engine.sharding import make_mesh
+from rl.sampler import Sampler, SamplingConfig, encode_prompts
 
-CANONICAL = dict(vocab_size=4096, hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=8,
-                 num_key_value_heads=2, head_dim=32, tie_word_embeddings=True, max_position_embeddings=512,
-                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, rms_norm_eps=1e-6,
-                 pad_token_id=0, eos_token_id=1, bos_token_id=None)
-CHAT = ["What is the capital of France?", "Explain photosynthesis in two sentences.", "Write a haiku about the sea.",
-        "List three prime numbers.", "How do I boil an egg? Step by step, with times.", "Hi!",
-        "Translate 'good morning' into Spanish and German.", "Why is the sky blue? Explain it to a ten year old.",
-        "Give me a recipe for pancakes.", "What is 17 times 23?", "Name the planets of the solar system in order.",
-        "Summarise the plot of Hamlet in one paragraph.", "What does a compiler do?", "Suggest a name for a cat.",
-        "Is it safe to eat raw chicken?", "Write a short poem about autumn leaves falling in a quiet park."]
+CANONICAL = {
+    "vocab_size": 4096,
+    "hidden_size": 256,
+    "intermediate_size": 704,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "tie_word_embeddings": True,
+    "max_position_embeddings": 512,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+    "rms_norm_eps": 1e-6,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "bos_token_id": None,
+}
+CHAT = [
+    "What is the capital of France?",
+    "Explain photosynthesis in two sentences.",
+    "Write a haiku about the sea.",
+    "List three prime numbers.",
+    "How do I boil an egg? Step by step, with times.",
+    "Hi!",
+    "Translate 'good morning' into Spanish and German.",
+    "Why is the sky blue? Explain it to a ten year old.",
+    "Give me a recipe for pancakes.",
+    "What is 17 times 23?",
+    "Name the planets of the solar system in order.",
+    "Summarise the plot of Hamlet in one paragraph.",
+    "What does a compiler do?",
+    "Suggest a name for a cat.",
+    "Is it safe to eat raw chicken?",
+    "Write a short poem about autumn leaves falling in a quiet park.",
+]
 
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -88,28 +128,44 @@ def model_flops(cfg, prefill_rows: int, prompt_lens: np.ndarray, new_tokens: int
     return float(prefill + decode)
 
 
-def timed(fn, runs: int) -> list[float]:
+def timed(fn, runs: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall seconds per run; appends process CPU seconds (all threads) per run to `cpu`."""
     out = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = os.times(), time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
+        if cpu is not None:
+            c1 = os.times()
+            cpu.append(c1.user + c1.system - c0.user - c0.system)
     return out
 
 
+def _cpu_ticks() -> list[int]:
+    """Aggregate /proc/stat CPU ticks (Linux); [] elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            return [int(x) for x in fh.readline().split()[1:]]
+    except OSError:
+        return []
+
+
 def main():
+    load_before, ticks0 = os.getloadavg(), _cpu_ticks()
     tmp = tempfile.mkdtemp(prefix="traitrl-bench-")
     T = 64
     if ARGS.model == "canonical":
         torch.manual_seed(0)
         hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**CANONICAL, dtype="float32")).eval()
         hf.save_pretrained(tmp)
-        policy = models.load(tmp)
+        source = tmp
+        policy = models.load(source)
         P, G = 8, 8
         prompts = np.random.default_rng(1).integers(2, 4096, size=(512, 32))[:P].tolist()
         pad_id = 0
     else:
         policy = models.load(ARGS.smollm2_path)
+        source = policy.source
         hf = transformers.AutoModelForCausalLM.from_pretrained(policy.source, dtype=torch.float32).eval()
         P, G = 16, 1
         prompts = encode_prompts(policy.tokenizer, [[{"role": "user", "content": c}] for c in CHAT])
@@ -117,19 +173,36 @@ def main():
     B = P * G
     cfg = SamplingConfig(temperature=1.0, max_new_tokens=T, stop_token_ids=(), prompt_buckets=(32, 64), seed=2)
 
-    # HF: the same left-padded batch as ours, every row expanded (HF has no prompt sharing).
-    grouped, flat = Sampler(cfg), Sampler(cfg)
+    # Variants of ours: (name, policy, prompts, generations). HF gets every row expanded.
     flat_prompts = [p for p in prompts for _ in range(G)]
-    t0 = time.perf_counter()
-    r = grouped(policy, prompts, G)
-    compile_grouped = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    flat(policy, flat_prompts, 1) if G > 1 else None
-    compile_flat = time.perf_counter() - t0
+    policies = {"": policy}
+    if ARGS.data > 1:
+        policies[f"_data{ARGS.data}"] = models.load(source, mesh=make_mesh(data=ARGS.data))
+    variants = []
+    for suffix, pol in policies.items():
+        variants.append((f"traitrl_grouped{suffix}", pol, prompts, G))
+        if G > 1:
+            variants.append((f"traitrl_flat{suffix}", pol, flat_prompts, 1))
+    samplers, first_call = {}, {}
+    for name, pol, ps, g in variants:
+        samplers[name] = Sampler(cfg)
+        t0 = time.perf_counter()
+        r = samplers[name](pol, ps, g)
+        first_call[name] = time.perf_counter() - t0  # trace + compile + one run
     ids = torch.tensor(r.prompt_ids_BxL.astype(np.int64))
     mask = torch.tensor(r.prompt_mask_BxL.astype(np.int64))
-    gen_kwargs = dict(attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=T,
-                      min_new_tokens=T, use_cache=True, eos_token_id=policy.config.eos_ids[0], pad_token_id=pad_id)
+    gen_kwargs = {
+        "attention_mask": mask,
+        "do_sample": True,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "max_new_tokens": T,
+        "min_new_tokens": T,
+        "use_cache": True,
+        "eos_token_id": policy.config.eos_ids[0],
+        "pad_token_id": pad_id,
+    }
     torch.manual_seed(2)
 
     def run_hf():
@@ -137,53 +210,77 @@ def main():
             out = hf.generate(ids, **gen_kwargs)
         assert out.shape == (B, ids.shape[1] + T), out.shape
 
-    def run_ours(sampler, ps, g):
+    def run_ours(sampler, pol, ps, g):
         def go():
-            out = sampler(policy, ps, g)
+            out = sampler(pol, ps, g)
             assert out.completion_ids_BxT.shape == (B, T) and out.lengths_B.min() == T
 
         return go
 
-    engines = {"traitrl_grouped": run_ours(grouped, prompts, G)}
-    if G > 1:
-        engines["traitrl_flat"] = run_ours(flat, flat_prompts, 1)
+    engines = {name: run_ours(samplers[name], pol, ps, g) for name, pol, ps, g in variants}
     if not ARGS.skip_hf:
         engines["hf_generate"] = run_hf
     for fn in engines.values():
         timed(fn, ARGS.warmup)
-    times = {k: [] for k in engines}
+    times, cpu = {k: [] for k in engines}, {k: [] for k in engines}
     half = max(1, ARGS.runs // 2)
     while min(len(v) for v in times.values()) < ARGS.runs:  # alternating blocks: noise hits every engine
         for k, fn in engines.items():
-            times[k] += timed(fn, min(half, ARGS.runs - len(times[k])))
+            times[k] += timed(fn, min(half, ARGS.runs - len(times[k])), cpu[k])
     peak = matmul_peak_gflops()
+    ticks1 = _cpu_ticks()
+    # Steal: the share of this VM's CPU time the hypervisor gave to other tenants during the run.
+    steal = 100 * (ticks1[7] - ticks0[7]) / max(1, sum(ticks1) - sum(ticks0)) if ticks0 and ticks1 else None
 
     lens = r.prompt_mask_BxL.sum(1)
-    res = {"workload": ARGS.model, "sequences": B, "prompts": P, "generations": G, "new_tokens": T,
-           "prompt_bucket": int(r.prompt_ids_BxL.shape[1]), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-           "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "compile_s": {"traitrl_grouped": round(compile_grouped, 2)}, "matmul_2048_peak_gflops": round(peak, 1)}
-    if G > 1:
-        res["compile_s"]["traitrl_flat"] = round(compile_flat, 2)
+    res = {
+        "workload": ARGS.model,
+        "sequences": B,
+        "prompts": P,
+        "generations": G,
+        "new_tokens": T,
+        "prompt_bucket": int(r.prompt_ids_BxL.shape[1]),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "compile_s": {},  # first call minus a median run
+        "matmul_2048_peak_gflops": round(peak, 1),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "steal_pct": None if steal is None else round(steal, 1),
+    }
     for k, ts in times.items():
         med = statistics.median(ts)
-        entry = {"median_s": round(med, 4), "min_s": round(min(ts), 4), "tokens_per_s": round(B * T / med, 1)}
+        entry = {
+            "median_s": round(med, 4),
+            "min_s": round(min(ts), 4),
+            "tokens_per_s": round(B * T / med, 1),
+            "cores_used": round(sum(cpu[k]) / sum(ts), 2),
+        }
         if k != "hf_generate":
-            prefill_rows = P if k == "traitrl_grouped" else B
+            prefill_rows = P if k.startswith("traitrl_grouped") else B
             fl = model_flops(policy.config, prefill_rows, lens, T, B)
             entry["gflops_per_s"] = round(fl / med / 1e9, 2)
             entry["fraction_of_matmul_peak"] = round(fl / med / 1e9 / peak, 3)
         res[k] = entry
+        if k in first_call:
+            res["compile_s"][k] = round(first_call[k] - med, 2)
     if "hf_generate" in times:
         for k in engines:
             if k != "hf_generate":
                 res[f"speedup_{k}_vs_hf"] = round(res[k]["tokens_per_s"] / res["hf_generate"]["tokens_per_s"], 2)
     for k in engines:
-        print(f"{k:18s} {res[k]['tokens_per_s']:9.1f} tokens/s  (median {res[k]['median_s']:.3f} s)")
-    for k in res:
+        print(
+            f"{k:22s} {res[k]['tokens_per_s']:9.1f} tokens/s  (median {res[k]['median_s']:.3f} s, "
+            f"min {res[k]['min_s']:.3f} s, {res[k]['cores_used']} cores)"
+        )
+    for k, v in res.items():
         if k.startswith("speedup"):
-            print(f"{k}: {res[k]}x")
-    print(f"compile: {res['compile_s']}   matmul peak: {peak:.1f} GFLOP/s")
+            print(f"{k}: {v}x")
+    print(
+        f"compile: {res['compile_s']}   matmul peak: {peak:.1f} GFLOP/s   load before: {res['loadavg_before']}"
+        f"   steal: {res['steal_pct']}%"
+    )
     print(json.dumps(res))
 
 

@@ -9,7 +9,7 @@ times, so a group's shared prompt is encoded once), then a `lax.while_loop` of o
 steps that exits as soon as every sequence has emitted a stop token. Nothing returns to the host
 per token. The model enters as `nnx.split` state, a jit argument: weights updated by training
 reuse the compiled program. Prompts are left-padded to a bucket length, so prompt lengths inside
-one bucket share one compilation (`Sampler.compilations` counts traces).
+one bucket share one compilation (`Sampler.compilations` counts XLA compilations of its calls).
 
 Randomness: sequence b draws token t with `fold_in(fold_in(key(seed), sequence_ids[b]), t)`, so
 a sequence's draws depend on the seed, its id and its own logits -- not on the rest of the batch.
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
+import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -65,7 +67,7 @@ class SamplingConfig:
         if self.max_new_tokens < 1:
             raise UserError(f"max_new_tokens: expected >= 1, got {self.max_new_tokens}")
         b = self.prompt_buckets
-        if not b or b[0] < 1 or any(x >= y for x, y in zip(b, b[1:])):
+        if not b or b[0] < 1 or any(x >= y for x, y in itertools.pairwise(b)):
             raise UserError(f"prompt_buckets: expected positive, strictly increasing lengths, got {b}")
         if self.stop_token_ids is not None and any(s < 0 for s in self.stop_token_ids):
             raise UserError(f"stop_token_ids: expected token ids >= 0, got {self.stop_token_ids}")
@@ -111,10 +113,24 @@ class _Carry(NamedTuple):
     logp_BxT: jax.Array
 
 
+# XLA compilations in this thread, from JAX's monitoring events. Counting real backend compiles
+# (not traces) also catches silent recompiles, e.g. weights arriving with different shardings.
+_compiles = threading.local()
+
+
+def _count_compile(event: str, duration: float, **kwargs) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _compiles.n = getattr(_compiles, "n", 0) + 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
 class Sampler:
     """Compiled rollouts for one `SamplingConfig`; the policy comes in explicitly with each call.
 
-    `compilations` counts traces of the rollout program (one per new static shape / config).
+    `compilations` counts the XLA compilations its calls triggered: one per new static shape
+    (prompt count, bucket, generations), steering layer, model graph or weight sharding.
     """
 
     def __init__(self, cfg: SamplingConfig):
@@ -122,9 +138,16 @@ class Sampler:
         self.compilations = 0
         self._rollout_jit = jax.jit(self._rollout, static_argnames=("graphdef", "spec"))
 
-    def __call__(self, policy: Policy, prompts: Sequence[Sequence[int]], num_generations: int = 1, *,
-                 seed: int | None = None, sequence_ids: Sequence[int] | None = None,
-                 steer: Steer | None = None) -> Rollout:
+    def __call__(
+        self,
+        policy: Policy,
+        prompts: Sequence[Sequence[int]],
+        num_generations: int = 1,
+        *,
+        seed: int | None = None,
+        sequence_ids: Sequence[int] | None = None,
+        steer: Steer | None = None,
+    ) -> Rollout:
         """Samples `num_generations` completions for each prompt (token ids, unpadded).
 
         `seed` overrides `cfg.seed` (e.g. the learner's step-derived seed). `sequence_ids` [B]
@@ -143,14 +166,18 @@ class Sampler:
             raise UserError(f"sequence_ids: expected {B} ids (prompts x num_generations), got {seq_ids_B.shape}")
         mesh = policy.mesh
         if mesh is not None:  # batch over (data, fsdp) from the start: no resharding inside
-            ids_PxL, mask_PxL = (jax.device_put(x, sharding_for(x.shape, ("batch", None), mesh))
-                                 for x in (ids_PxL, mask_PxL))
+            ids_PxL, mask_PxL = (
+                jax.device_put(x, sharding_for(x.shape, ("batch", None), mesh)) for x in (ids_PxL, mask_PxL)
+            )
         graphdef, state = nnx.split(policy.model)
-        spec = _Spec(cfg.choice, cfg.max_new_tokens, num_generations, stop_ids, pad_id,
-                     None if steer is None else steer.layer)
+        spec = _Spec(
+            cfg.choice, cfg.max_new_tokens, num_generations, stop_ids, pad_id, None if steer is None else steer.layer
+        )
         steer_args = (None, None) if steer is None else (jnp.asarray(steer.vector_D), jnp.asarray(steer.alpha))
         key = jax.random.key(cfg.seed if seed is None else seed)
+        before = getattr(_compiles, "n", 0)
         out = self._rollout_jit(graphdef, state, ids_PxL, mask_PxL, seq_ids_B, key, *steer_args, spec=spec)
+        self.compilations += getattr(_compiles, "n", 0) - before
         ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B = jax.device_get(out)
         texts = None
         if tok is not None:
@@ -158,12 +185,13 @@ class Sampler:
             texts = tok.batch_decode([row[:n].tolist() for row, n in zip(ids_BxT, keep)], skip_special_tokens=True)
         prompt_ids = np.repeat(np.asarray(ids_PxL), num_generations, axis=0)
         prompt_mask = np.repeat(np.asarray(mask_PxL), num_generations, axis=0)
-        return Rollout(prompt_ids, prompt_mask, ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B,
-                       num_generations, texts)
+        return Rollout(
+            prompt_ids, prompt_mask, ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B, num_generations, texts
+        )
 
-    def _rollout(self, graphdef, state, prompt_ids_PxL, prompt_mask_PxL, seq_ids_B, key, steer_D, steer_alpha,
-                 *, spec: _Spec):
-        self.compilations += 1  # runs only while tracing: counts compilations
+    def _rollout(
+        self, graphdef, state, prompt_ids_PxL, prompt_mask_PxL, seq_ids_B, key, steer_D, steer_alpha, *, spec: _Spec
+    ):
         model = nnx.merge(graphdef, state)
         mesh = model.mesh
         P, L = prompt_ids_PxL.shape
@@ -202,8 +230,9 @@ class Sampler:
             return (c.t < T) & ~jnp.all(c.done_B)
 
         def body(c: _Carry):
-            out = model.apply(c.tok_B[:, None], None, positions_BxL=c.pos_B[:, None], cache=c.cache, steer=steer,
-                              logits=False)
+            out = model.apply(
+                c.tok_B[:, None], None, positions_BxL=c.pos_B[:, None], cache=c.cache, steer=steer, logits=False
+            )
             tok_B, logp_B = pick(c.t, model.logits_from_hidden(out.hidden)[:, 0])
             tok_B = jnp.where(c.done_B, spec.pad_id, tok_B)  # finished rows idle on pad
             logp_B = jnp.where(c.done_B, 0.0, logp_B)
@@ -257,8 +286,8 @@ def pad_prompts(prompts: Sequence[Sequence[int]], buckets: Sequence[int], pad_id
     ids = np.full((len(prompts), L), pad_id, np.int32)
     mask = np.zeros((len(prompts), L), bool)
     for row, p in enumerate(prompts):
-        ids[row, L - len(p):] = np.asarray(p, np.int32)
-        mask[row, L - len(p):] = True
+        ids[row, L - len(p) :] = np.asarray(p, np.int32)
+        mask[row, L - len(p) :] = True
     return ids, mask
 
 
@@ -289,12 +318,14 @@ def generate(policy: Policy, prompts: Sequence[Prompt], cfg: SamplingConfig, bat
     Prompts are sorted by length so batches pad little; a short last batch is filled with copies
     of its first prompt so every batch has the same shape (one compilation per bucket).
     """
+    if not prompts:
+        raise UserError("prompts: expected at least one prompt")
     ids = encode_prompts(policy.tokenizer, prompts)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     sampler, parts = _shared_sampler(cfg), []
     size = min(batch_size, len(ids))
     for start in range(0, len(order), size):
-        chunk = order[start:start + size]
+        chunk = order[start : start + size]
         batch = [ids[i] for i in chunk] + [ids[chunk[0]]] * (size - len(chunk))
         r = sampler(policy, batch, sequence_ids=np.asarray(chunk + [0] * (size - len(chunk))))
         parts.append((chunk, r))
@@ -323,8 +354,12 @@ def generate_records(policy: Policy, items: Sequence[dict], cfg: SamplingConfig)
     A bare "prompt" becomes one user message when the tokenizer has a chat template.
     """
     chat = policy.tokenizer is not None and bool(policy.tokenizer.chat_template)
-    prompts = [it["messages"] if "messages" in it else
-               [{"role": "user", "content": it["prompt"]}] if chat else it["prompt"] for it in items]
+    prompts = [
+        it["messages"] if "messages" in it else [{"role": "user", "content": it["prompt"]}] if chat else it["prompt"]
+        for it in items
+    ]
     r = generate(policy, prompts, cfg)
-    return [{"completion_ids": r.completion_ids_BxT[i, :r.lengths_B[i]].tolist(), "text": r.texts[i]}
-            for i in range(len(items))]
+    return [
+        {"completion_ids": r.completion_ids_BxT[i, : r.lengths_B[i]].tolist(), "text": r.texts[i]}
+        for i in range(len(items))
+    ]

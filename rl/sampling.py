@@ -1,8 +1,7 @@
 """Token choice: temperature, top-k, top-p (nucleus), min-p, and the log-probability of the choice.
 
 Pure, jittable functions on one step's logits. Dimension legend: B rows (sequences), V vocab,
-C candidates (the tokens still in play after top-k / the full sort that top-p needs; C = V when
-neither is on).
+C candidates (the k tokens kept by top-k, sorted; C = V in vocabulary order without top-k).
 
 The filters compose in transformers' order: logits / temperature -> top-k -> top-p -> min-p, each
 acting on the renormalised output of the previous one. The log-probability returned for a token
@@ -12,7 +11,9 @@ log-probability (0) says nothing; there we return the model's own log-softmax (t
 no filter) instead, the number an evaluation wants.
 
 Filters are Python switches: a disabled filter costs nothing. With top-k on, everything after it
-works on the k candidates only, so a step costs O(V) for the top-k plus O(k), not O(V log V).
+works on the k candidates only. Nothing sorts the vocabulary (a sort of V per row per token is
+the slowest op on CPU): top-p without top-k finds its cut-off by bisection, and the draw is an
+inverse CDF over block sums, so every step is a few O(V) passes.
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ def _nucleus(x_BxC: jax.Array, top_p: float, is_sorted: bool) -> jax.Array:
     """Keeps the smallest most-likely set with mass >= top_p (every token tied with its last).
 
     Sorted input (after top-k): keep token i while the mass strictly before it is < top_p.
-    Unsorted (the full vocabulary): a sort of V per row per step is the slowest op on CPU, so we
-    find the same cut-off p_m = the largest tau with mass(p >= tau) >= top_p by bisection over
-    the bit patterns of float32 probabilities (monotonic for p >= 0): 31 exact O(V) passes.
+    Unsorted (the full vocabulary): the same cut-off p_m is the largest tau with
+    mass(p >= tau) >= top_p; we bisect for it over the bit patterns of the float32 probabilities
+    (monotonic for p >= 0), so 31 O(V) passes find it exactly, without a sort.
     """
     p_BxC = jax.nn.softmax(x_BxC, axis=-1)
     if is_sorted:
@@ -112,8 +113,9 @@ def _inverse_cdf(u_B: jax.Array, p_BxC: jax.Array, block: int = 128) -> jax.Arra
 
     Two levels -- pick a block of `block` tokens by its mass, then a token inside it -- because a
     cumsum over the whole vocabulary is a slow reduce-window on CPU; block sums are one fused
-    pass. Zero-probability tokens are never drawn (they do not raise the cdf); the clamps to the
-    last positive entry absorb float rounding of u * total and of the in-block remainder.
+    pass. Zero-probability tokens are never drawn (they do not raise the cdf); the clamps absorb
+    float rounding of u * total and of the in-block remainder. float32 cumsums bound the error in
+    any token's probability by ~1e-7 absolute.
     """
     B, C = p_BxC.shape
     n = -(-C // block)
@@ -123,7 +125,8 @@ def _inverse_cdf(u_B: jax.Array, p_BxC: jax.Array, block: int = 128) -> jax.Arra
     x_B = u_B * cdf_BxN[:, -1]
     j_B = _clamped_search(cdf_BxN, x_B, mass_BxN > 0)
     p_BxW = jnp.take_along_axis(p_BxNxW, j_B[:, None, None], axis=1)[:, 0]
-    rest_B = x_B - jnp.take_along_axis(cdf_BxN - mass_BxN, j_B[:, None], axis=-1)[:, 0]
+    # Remainder inside block j; >= 0 so leading zero-probability tokens (cdf 0 <= rest) are skipped.
+    rest_B = jnp.maximum(x_B - jnp.take_along_axis(cdf_BxN - mass_BxN, j_B[:, None], axis=-1)[:, 0], 0.0)
     i_B = _clamped_search(jnp.cumsum(p_BxW, axis=-1), rest_B, p_BxW > 0)
     return j_B * block + i_B
 

@@ -27,9 +27,19 @@ from rl.sampler import Sampler, SamplingConfig, encode_prompts, generate_records
 from rl.sampling import TokenChoice
 
 VOCAB, EOS, PAD = 96, 5, 0
-TINY = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=256, eos_token_id=EOS, pad_token_id=PAD,
-            bos_token_id=None, tie_word_embeddings=True)
+TINY = {
+    "vocab_size": VOCAB,
+    "hidden_size": 64,
+    "intermediate_size": 112,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "eos_token_id": EOS,
+    "pad_token_id": PAD,
+    "bos_token_id": None,
+    "tie_word_embeddings": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +85,34 @@ def _teacher_forced_logits(policy, r, steer=None):
     ids = np.concatenate([r.prompt_ids_BxL, r.completion_ids_BxT], axis=1)
     mask = np.concatenate([r.prompt_mask_BxL, r.completion_mask_BxT], axis=1)
     graphdef, state = nnx.split(policy.model)
-    sargs = {} if steer is None else dict(steer_D=steer.vector_D, alpha=jnp.asarray(steer.alpha), steer_layer=steer.layer)
+    sargs = (
+        {}
+        if steer is None
+        else {"steer_D": steer.vector_D, "alpha": jnp.asarray(steer.alpha), "steer_layer": steer.layer}
+    )
     logits = _forward_logits(graphdef, state, ids, mask, **sargs)
     L, T = r.prompt_ids_BxL.shape[1], r.completion_ids_BxT.shape[1]
-    return np.asarray(logits[:, L - 1:L + T - 1])
+    return np.asarray(logits[:, L - 1 : L + T - 1])
 
 
 # ---------------------------------------------------------------------------------------------
 # Config and padding
 
 
-@pytest.mark.parametrize("field,value", [("temperature", -1.0), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5),
-                                         ("min_p", 1.0), ("max_new_tokens", 0), ("prompt_buckets", (64, 32)),
-                                         ("prompt_buckets", ()), ("stop_token_ids", (-1,))])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("temperature", -1.0),
+        ("top_k", -1),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("min_p", 1.0),
+        ("max_new_tokens", 0),
+        ("prompt_buckets", (64, 32)),
+        ("prompt_buckets", ()),
+        ("stop_token_ids", (-1,)),
+    ],
+)
 def test_config_rejects_bad_values_naming_the_option(field, value):
     with pytest.raises(UserError, match=field):
         SamplingConfig(**{field: value})
@@ -133,23 +158,40 @@ def _reference_filter(logits, t, k, p, mp):
     return z - np.log(np.exp(z - z.max()).sum()) - z.max()
 
 
-@pytest.mark.parametrize("t,k,p,mp", [(1.0, 0, 1.0, 0.0), (0.7, 10, 1.0, 0.0), (1.0, 0, 0.8, 0.0),
-                                      (1.3, 20, 0.9, 0.0), (1.0, 0, 1.0, 0.1), (0.8, 30, 0.95, 0.05)])
+@pytest.mark.parametrize(
+    "t,k,p,mp",
+    [
+        (1.0, 0, 1.0, 0.0),
+        (0.7, 10, 1.0, 0.0),
+        (1.0, 0, 0.8, 0.0),
+        (1.3, 20, 0.9, 0.0),
+        (1.0, 0, 1.0, 0.1),
+        (0.8, 30, 0.95, 0.05),
+    ],
+)
 def test_filtered_logprobs_match_numpy_reference(t, k, p, mp):
     logits = np.random.default_rng(1).normal(0, 3, (6, 200)).astype(np.float32)
     choice = TokenChoice(t, k, p, mp)
     ref = np.stack([_reference_filter(row, t, k, p, mp) for row in logits])
     toks = np.broadcast_to(np.arange(200), (6, 200))
-    ours = np.asarray(sampling.token_logprobs(jnp.asarray(np.repeat(logits[:, None], 200, 1)), jnp.asarray(toks),
-                                              choice))
+    ours = np.asarray(
+        sampling.token_logprobs(jnp.asarray(np.repeat(logits[:, None], 200, 1)), jnp.asarray(toks), choice)
+    )
     np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
     np.testing.assert_allclose(ours[~np.isinf(ref)], ref[~np.isinf(ref)], atol=1e-5)
 
 
-def test_choose_frequencies_match_filtered_softmax():
-    """Chi-square over 100k draws from one row's filtered distribution (top-k 12, top-p 0.9)."""
+@pytest.mark.parametrize(
+    "choice",
+    [TokenChoice(1.0, 12, 0.9, 0.0), TokenChoice(0.8, 0, 0.95, 0.0), TokenChoice(1.0, 0, 1.0, 0.01)],
+    ids=["topk-topp", "topp", "minp"],
+)
+def test_choose_frequencies_match_filtered_softmax(choice):
+    """Chi-square over 100k draws from one row's filtered distribution; removed tokens never drawn.
+
+    V = 300 spans three blocks of the two-level inverse CDF, with zero-probability gaps in each.
+    """
     logits = jnp.asarray(np.random.default_rng(2).normal(0, 1.5, (1, 300)), jnp.float32)
-    choice = TokenChoice(1.0, 12, 0.9, 0.0)
     n = 100_000
     keys = jax.random.split(jax.random.key(0), n)
     toks, lps = jax.jit(lambda k: sampling.choose(k, jnp.broadcast_to(logits, (n, 300)), choice))(keys)
@@ -170,9 +212,14 @@ def test_choose_frequencies_match_filtered_softmax():
 def test_greedy_matches_transformers_generate_on_tiny_llama(tiny, tiny_dir):
     r = _sampler(GREEDY)(tiny, PROMPTS)
     hf = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
-    out = hf.generate(torch.tensor(r.prompt_ids_BxL.astype(np.int64)),
-                      attention_mask=torch.tensor(r.prompt_mask_BxL.astype(np.int64)), do_sample=False,
-                      max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD)[:, 16:].numpy()
+    out = hf.generate(
+        torch.tensor(r.prompt_ids_BxL.astype(np.int64)),
+        attention_mask=torch.tensor(r.prompt_mask_BxL.astype(np.int64)),
+        do_sample=False,
+        max_new_tokens=12,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+    )[:, 16:].numpy()
     out = np.pad(out, ((0, 0), (0, 12 - out.shape[1])), constant_values=PAD)
     np.testing.assert_array_equal(r.completion_ids_BxT, out)
 
@@ -182,7 +229,8 @@ def test_temperature_one_frequencies_match_softmax(tiny):
     prompt = _prompts((5,))[0]
     n = 2048
     r = Sampler(SamplingConfig(temperature=1.0, max_new_tokens=2, prompt_buckets=(8,), stop_token_ids=()))(
-        tiny, [prompt], num_generations=n, seed=3)
+        tiny, [prompt], num_generations=n, seed=3
+    )
     first = r.completion_ids_BxT[:, 0]
     top = np.bincount(first, minlength=VOCAB).argmax()  # second token: condition on the likeliest first
     graphdef, state = nnx.split(tiny.model)
@@ -200,7 +248,7 @@ def test_temperature_one_frequencies_match_softmax(tiny):
         assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)
 
 
-@pytest.mark.parametrize("kw", [dict(top_k=3), dict(top_p=0.5), dict(min_p=0.3)])
+@pytest.mark.parametrize("kw", [{"top_k": 3}, {"top_p": 0.5}, {"min_p": 0.3}])
 def test_filters_never_emit_a_token_outside_the_allowed_set(tiny, kw):
     cfg = dataclasses.replace(SAMPLE, **kw)
     r = _sampler(cfg)(tiny, PROMPTS, num_generations=8, seed=1)
@@ -242,7 +290,7 @@ def test_stop_tokens_lengths_truncation_and_padding(tiny):
         assert (ids[b, n:] == PAD).all()
         assert r.truncated_B[b] == (not is_stop[b].any())
         if not r.truncated_B[b]:
-            assert is_stop[b, n - 1] and not is_stop[b, :n - 1].any()
+            assert is_stop[b, n - 1] and not is_stop[b, : n - 1].any()
     assert r.prompt_ids_BxL.shape == (32, 16) and r.num_generations == 16
 
 
@@ -284,13 +332,12 @@ def test_steering_hook(tiny):
     assert (steered.completion_ids_BxT != plain.completion_ids_BxT).any()
     assert s.compilations == before + 1  # steering compiles once; a new alpha / vector reuses it
     logits = _teacher_forced_logits(tiny, steered, steer=Steer(1, v, 8.0))
-    ref = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(steered.completion_ids_BxT),
-                                             cfg.choice))
+    ref = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(steered.completion_ids_BxT), cfg.choice))
     m = steered.completion_mask_BxT
     np.testing.assert_allclose(steered.logprobs_BxT[m], ref[m], atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", [dict(data=2, fsdp=2, tensor=2), dict(fsdp=2, tensor=4)])
+@pytest.mark.parametrize("shape", [{"data": 2, "fsdp": 2, "tensor": 2}, {"fsdp": 2, "tensor": 4}])
 def test_sharded_greedy_matches_one_device(tiny_dir, tiny, shape):
     prompts = PROMPTS + _prompts((12, 7, 2, 10), seed=1)  # 8 rows: 2 per (data, fsdp) shard
     ref = _sampler(GREEDY)(tiny, prompts)
@@ -308,11 +355,16 @@ def test_sharded_greedy_matches_one_device(tiny_dir, tiny, shape):
 # ---------------------------------------------------------------------------------------------
 # The real model
 
-CHATS = ["What is the capital of France?", "Explain photosynthesis in two sentences.",
-         "Write a haiku about the sea.", "List three prime numbers.",
-         "How do I boil an egg? Give step by step instructions, please, with times.", "Hi!",
-         "Translate 'good morning' into Spanish and German.",
-         "Why is the sky blue? Answer like a physicist speaking to a curious ten year old child."]
+CHATS = [
+    "What is the capital of France?",
+    "Explain photosynthesis in two sentences.",
+    "Write a haiku about the sea.",
+    "List three prime numbers.",
+    "How do I boil an egg? Give step by step instructions, please, with times.",
+    "Hi!",
+    "Translate 'good morning' into Spanish and German.",
+    "Why is the sky blue? Answer like a physicist speaking to a curious ten year old child.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -328,9 +380,13 @@ def test_greedy_parity_with_transformers_on_smollm2(smollm2):
     hf = transformers.AutoModelForCausalLM.from_pretrained(smollm2.source, dtype=torch.float32).eval()
     pad = smollm2.tokenizer.pad_token_id
     with torch.no_grad():
-        out = hf.generate(torch.tensor(r.prompt_ids_BxL.astype(np.int64)),
-                          attention_mask=torch.tensor(r.prompt_mask_BxL.astype(np.int64)), do_sample=False,
-                          max_new_tokens=32, pad_token_id=pad)[:, 64:].numpy()
+        out = hf.generate(
+            torch.tensor(r.prompt_ids_BxL.astype(np.int64)),
+            attention_mask=torch.tensor(r.prompt_mask_BxL.astype(np.int64)),
+            do_sample=False,
+            max_new_tokens=32,
+            pad_token_id=pad,
+        )[:, 64:].numpy()
     out = np.pad(out, ((0, 0), (0, 32 - out.shape[1])), constant_values=pad)
     np.testing.assert_array_equal(r.completion_ids_BxT, out)
     assert r.texts[0].startswith("The capital of France is Paris")
