@@ -97,16 +97,18 @@ class RMSNorm(nnx.Module):
 class KVCache(NamedTuple):
     """Static-size KV cache. Slots are filled left to right; `pos_BxS` is -1 for empty / padding."""
 
-    k: tuple[jax.Array, ...]  # per layer [B, S, K, E]
-    v: tuple[jax.Array, ...]  # per layer [B, S, K, E]
+    # Per layer [B, K, S, E]: (batch, kv head) leading, as the attention dots batch over them, so
+    # a decode step reads the cache in place instead of transposing all S slots every token.
+    k: tuple[jax.Array, ...]  # per layer [B, K, S, E]
+    v: tuple[jax.Array, ...]  # per layer [B, K, S, E]
     pos_BxS: jax.Array  # int32 position of the token in each slot, -1 = nothing to attend to
     index: jax.Array  # int32 scalar: next slot to write
 
     @staticmethod
     def zeros(cfg: ModelConfig, batch: int, slots: int, mesh: Mesh | None = None) -> KVCache:
         dt = jnp.dtype(cfg.dtype)
-        shape = (batch, slots, cfg.num_key_value_heads, cfg.head_size)
-        kv = lambda: tuple(constrain(jnp.zeros(shape, dt), ("batch", None, "kv_heads", None), mesh)
+        shape = (batch, cfg.num_key_value_heads, slots, cfg.head_size)
+        kv = lambda: tuple(constrain(jnp.zeros(shape, dt), ("batch", "kv_heads", None, None), mesh)
                            for _ in range(cfg.num_hidden_layers))
         return KVCache(kv(), kv(), jnp.full((batch, slots), -1, jnp.int32), jnp.zeros((), jnp.int32))
 
@@ -156,19 +158,24 @@ class Attention(nnx.Module):
         q = apply_rope(q, pos_BxL, inv_freq)
         k = apply_rope(k, pos_BxL, inv_freq)
 
+        # Attention runs batched over (b, k): q as [B, K, G, L, E] (query head h = k * G + g, as
+        # transformers' repeat_kv), keys / values as [B, K, S, E]. Only the new L tokens are
+        # transposed; with these layouts XLA moves neither the cache nor the weights per step.
+        B, L, H, E = q.shape
+        Kh = cfg.num_key_value_heads
+        q_BxKxGxLxE = q.reshape(B, L, Kh, H // Kh, E).transpose(0, 2, 3, 1, 4)
+        k_BxKxSxE, v_BxKxSxE = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
         new_cache = None
         if cache_kv is not None:
             ck, cv = cache_kv
-            ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, index, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, index, 0, 0))
-            new_cache, k, v, kpos_BxS = (ck, cv), ck.astype(dt), cv.astype(dt), cache_pos_BxS
+            ck = jax.lax.dynamic_update_slice(ck, k_BxKxSxE.astype(ck.dtype), (0, 0, index, 0))
+            cv = jax.lax.dynamic_update_slice(cv, v_BxKxSxE.astype(cv.dtype), (0, 0, index, 0))
+            new_cache, k_BxKxSxE, v_BxKxSxE, kpos_BxS = (ck, cv), ck.astype(dt), cv.astype(dt), cache_pos_BxS
         else:
             kpos_BxS = kpos_BxL
 
-        B, L, H, E = q.shape
-        Kh = cfg.num_key_value_heads
-        q = q.reshape(B, L, Kh, H // Kh, E)
-        scores_BxKxGxLxS = jnp.einsum("blkge,bske->bkgls", q, k, preferred_element_type=jnp.float32)
+        scores_BxKxGxLxS = jnp.einsum("bkgle,bkse->bkgls", q_BxKxGxLxE, k_BxKxSxE,
+                                      preferred_element_type=jnp.float32)
         scores_BxKxGxLxS = scores_BxKxGxLxS * (E ** -0.5)
         qp, kp = pos_BxL[:, :, None], kpos_BxS[:, None, :]
         allowed_BxLxS = (kp >= 0) & (kp <= qp)
@@ -176,9 +183,9 @@ class Attention(nnx.Module):
             allowed_BxLxS &= qp - kp < cfg.sliding_window
         scores_BxKxGxLxS = jnp.where(allowed_BxLxS[:, None, None], scores_BxKxGxLxS, _NEG)
         probs = jax.nn.softmax(scores_BxKxGxLxS, axis=-1).astype(dt)
-        ctx_BxLxKxGxE = jnp.einsum("bkgls,bske->blkge", probs, v)
-        ctx_BxLxHxE = ctx_BxLxKxGxE.reshape(B, L, H, E)
-        out = jnp.einsum("blhe,hed->bld", ctx_BxLxHxE, self.o_HxExD[...].astype(dt))
+        ctx_BxKxGxLxE = jnp.einsum("bkgls,bkse->bkgle", probs, v_BxKxSxE)
+        o_KxGxExD = self.o_HxExD[...].astype(dt).reshape(Kh, H // Kh, E, -1)
+        out = jnp.einsum("bkgle,kged->bld", ctx_BxKxGxLxE, o_KxGxExD)
         return out, new_cache
 
 
