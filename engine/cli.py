@@ -113,13 +113,75 @@ def _read_prompts(path: Path) -> list[dict]:
     return items
 
 
+def data_preview(data, samples: int = 5, mix: int = 10_000, model: str | None = None) -> None:
+    """Print sample records and the realised mixture by kind, domain and trait.
+
+    Args:
+        data: the data options, as for `traitrl train --data.*`.
+        samples: records printed in full.
+        mix: records streamed to measure the mixture.
+        model: tokenizer source (a model); shows token lengths when given.
+    """
+    from data.preview import preview
+
+    tok = None
+    if model is not None:
+        import models
+
+        tok = models.load(model).tokenizer
+    preview(data, n_samples=samples, n_mix=mix, tokenizer=tok)
+
+
+def _train_command(preset: str):
+    from engine.train import PRESETS, TrainConfig, print_summary, run
+
+    def train(cfg=PRESETS[preset]) -> None:
+        """GRPO on the trait-mix data (presets: --preset default|tiny|gpu-1b|tpu-v5e-8, then overrides)."""
+        print_summary(run(cfg))
+
+    train.__annotations__ = {"cfg": Annotated[TrainConfig, tyro.conf.arg(name="")], "return": None}  # real types for tyro (this module's are strings)
+    return train
+
+
+def _pop_preset(argv: list[str]) -> tuple[list[str], str]:
+    from engine.train import PRESETS
+
+    preset = "default"
+    for flag in ("--preset",):
+        if flag in argv:
+            i = argv.index(flag)
+            if i + 1 >= len(argv) or argv[i + 1] not in PRESETS:
+                raise UserError(f"--preset: expected one of {', '.join(PRESETS)}")
+            preset = argv[i + 1]
+            argv = argv[:i] + argv[i + 2:]
+        for a in argv:
+            if a.startswith(flag + "="):
+                preset = a.split("=", 1)[1]
+                if preset not in PRESETS:
+                    raise UserError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset}")
+                argv = [x for x in argv if x != a]
+    return argv, preset
+
+
 COMMANDS = {"pull": pull, "export": export, "generate": generate}
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax narrates every save at INFO
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="traitrl")
+        from data.config import DataConfig
+
+        data_preview.__annotations__["data"] = DataConfig  # a real type for tyro (this module's are strings)
+        commands = dict(COMMANDS)
+        if argv[:1] == ["train"]:
+            argv, preset = _pop_preset(argv)
+            commands["train"] = _train_command(preset)
+        else:
+            commands["train"] = _train_command("default")
+        commands["data-preview"] = data_preview
+        tyro.extras.subcommand_cli_from_dict(commands, args=argv, prog="traitrl")
     except UserError as e:
         print(f"traitrl: error: {e}", file=sys.stderr)
         sys.exit(2)

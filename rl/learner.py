@@ -208,7 +208,7 @@ class Learner:
             self.save(metrics=metrics)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}",
+                bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics.get('kl', 0.0):.2e}",
                                 step_s=f"{metrics['step_time']:.2f}")
         if bar is not None:
             bar.close()
