@@ -32,8 +32,10 @@ def _batch(seed=0, ref=True, old=False):
 
 
 def _run(mesh, micro=1, steps=2, gcfg=None, batch=None):
+    # lr 1e-4: Adam divides by sqrt(v), so a near-zero gradient element's float-order noise becomes an O(lr)
+    # relative change of its update; parameters still move ~1e-4 per step, ten times the 1e-5 tolerance.
     gcfg = gcfg or grpo.GRPOConfig(num_generations=4, max_completion_length=T, beta=0.04, loss_type="grpo")
-    optim = OptimConfig(learning_rate=1e-3, micro_batches=micro, logps_chunk=3, warmup_steps=1, total_steps=10)
+    optim = OptimConfig(learning_rate=1e-4, micro_batches=micro, logps_chunk=3, warmup_steps=1, total_steps=10)
     batch = batch or _batch()
     if mesh is None:
         model = models.init(CFG, seed=1)
