@@ -144,23 +144,21 @@ def _train_command(preset: str):
 
 
 def _pop_preset(argv: list[str]) -> tuple[list[str], str]:
+    """Takes `--preset NAME` / `--preset=NAME` out of argv: it picks the defaults the other flags override."""
     from engine.train import PRESETS
 
-    preset = "default"
-    for flag in ("--preset",):
-        if flag in argv:
-            i = argv.index(flag)
-            if i + 1 >= len(argv) or argv[i + 1] not in PRESETS:
-                raise UserError(f"--preset: expected one of {', '.join(PRESETS)}")
-            preset = argv[i + 1]
-            argv = argv[:i] + argv[i + 2:]
-        for a in argv:
-            if a.startswith(flag + "="):
-                preset = a.split("=", 1)[1]
-                if preset not in PRESETS:
-                    raise UserError(f"--preset: expected one of {', '.join(PRESETS)}, got {preset}")
-                argv = [x for x in argv if x != a]
-    return argv, preset
+    preset, rest, i = "default", [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--preset" or a.startswith("--preset="):
+            preset = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            if preset not in PRESETS:
+                raise UserError(f"--preset: expected one of {', '.join(PRESETS)}, got '{preset}'")
+            continue
+        rest.append(a)
+        i += 1
+    return rest, preset
 
 
 COMMANDS = {"pull": pull, "export": export, "generate": generate}

@@ -125,7 +125,11 @@ class Learner:
     def rewards(self, rollout: Rollout, records: list[dict]) -> tuple[np.ndarray, dict[str, float]]:
         G = rollout.num_generations
         recs = [r for r in records for _ in range(G)]
-        prompts = [r.get("prompt_text", "") for r in recs]
+        tok = self.policy.tokenizer
+        # The prompt text as the model saw it (chat template included): decoded once per prompt, repeated G times.
+        texts = ([tok.decode(r["prompt_ids"]) for r in records] if tok is not None
+                 else [" ".join(map(str, r["prompt_ids"])) for r in records])
+        prompts = [t for t in texts for _ in range(G)]
         completions = rollout.texts if rollout.texts is not None else [" ".join(map(str, row)) for row in
                                                                       rollout.completion_ids_BxT.tolist()]
         cols, metrics = [], {}
