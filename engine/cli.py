@@ -143,6 +143,18 @@ def _train_command(preset: str):
     return train
 
 
+def _sft_command():
+    from engine.sft_cmd import SFTRunConfig, run_sft
+    from engine.train import print_summary
+
+    def sft(cfg) -> None:
+        """Supervised fine-tuning on a JSONL file of chats (loss on each chat's final assistant message)."""
+        print_summary(run_sft(cfg))
+
+    sft.__annotations__ = {"cfg": Annotated[SFTRunConfig, tyro.conf.arg(name="")], "return": None}
+    return sft
+
+
 def _pop_preset(argv: list[str]) -> tuple[list[str], str]:
     """Takes `--preset NAME` / `--preset=NAME` out of argv: it picks the defaults the other flags override."""
     from engine.train import PRESETS
@@ -161,7 +173,26 @@ def _pop_preset(argv: list[str]) -> tuple[list[str], str]:
     return rest, preset
 
 
-COMMANDS = {"pull": pull, "export": export, "generate": generate}
+# name -> function, or "module:function" imported only when the CLI starts (keeps `--help` light).
+# Two-word commands ("data preview", "persona capture") are spelled with a dash here; the space form works too.
+COMMANDS: dict[str, object] = {
+    "pull": pull,
+    "export": export,
+    "generate": generate,
+    "data-preview": data_preview,
+    "serve": "engine.serve:serve",
+    "compare": "evals.compare:compare",
+}
+GROUPS = ("data", "persona")  # `traitrl data preview ...` == `traitrl data-preview ...`
+
+
+def _resolve(target):
+    if not isinstance(target, str):
+        return target
+    import importlib
+
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,13 +203,15 @@ def main(argv: list[str] | None = None) -> None:
         from data.config import DataConfig
 
         data_preview.__annotations__["data"] = DataConfig  # a real type for tyro (this module's are strings)
-        commands = dict(COMMANDS)
+        if len(argv) >= 2 and argv[0] in GROUPS and not argv[1].startswith("-"):
+            argv = [f"{argv[0]}-{argv[1]}", *argv[2:]]
+        commands = {name: _resolve(target) for name, target in COMMANDS.items()}
         if argv[:1] == ["train"]:
             argv, preset = _pop_preset(argv)
             commands["train"] = _train_command(preset)
         else:
             commands["train"] = _train_command("default")
-        commands["data-preview"] = data_preview
+        commands["sft"] = _sft_command()
         tyro.extras.subcommand_cli_from_dict(commands, args=argv, prog="traitrl")
     except UserError as e:
         print(f"traitrl: error: {e}", file=sys.stderr)
