@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 from engine.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# Fault injection for the crash-safety tests (and for users checking their own storage): when set to a step,
+# the process SIGKILLs itself right after that step's save has started, i.e. with the checkpoint half written.
+KILL_IN_SAVE = "TRAITRL_KILL_IN_SAVE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +84,8 @@ class Checkpointer:
                                   metrics=metrics, force=force)
         if saved:
             log.info("checkpoint %d -> %s%s", step, self.directory, " (async)" if self.cfg.async_save else "")
+            if os.environ.get(KILL_IN_SAVE) == str(step):  # fault injection: die while this save is in flight
+                os.kill(os.getpid(), signal.SIGKILL)
         return saved
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, int]:

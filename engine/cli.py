@@ -143,6 +143,18 @@ def _train_command(preset: str):
     return train
 
 
+def _experiment_command(preset: str):
+    from engine.experiment import ExperimentConfig, print_experiment, run_experiment
+    from engine.train import PRESETS
+
+    def experiment(cfg=ExperimentConfig(train=PRESETS[preset])) -> None:
+        """Control / treatment / health-only / no-health arms, each trained then probed, then compared."""
+        print_experiment(run_experiment(cfg))
+
+    experiment.__annotations__ = {"cfg": Annotated[ExperimentConfig, tyro.conf.arg(name="")], "return": None}
+    return experiment
+
+
 def _sft_command():
     from engine.sft_cmd import SFTRunConfig, run_sft
     from engine.train import print_summary
@@ -182,6 +194,7 @@ COMMANDS: dict[str, object] = {
     "data-preview": data_preview,
     "serve": "engine.serve:serve",
     "compare": "evals.compare:compare",
+    "attack": "evals.attack:attack",
 }
 GROUPS = ("data", "persona")  # `traitrl data preview ...` == `traitrl data-preview ...`
 
@@ -206,11 +219,11 @@ def main(argv: list[str] | None = None) -> None:
         if len(argv) >= 2 and argv[0] in GROUPS and not argv[1].startswith("-"):
             argv = [f"{argv[0]}-{argv[1]}", *argv[2:]]
         commands = {name: _resolve(target) for name, target in COMMANDS.items()}
-        if argv[:1] == ["train"]:
+        preset = "default"
+        if argv[:1] in (["train"], ["experiment"]):
             argv, preset = _pop_preset(argv)
-            commands["train"] = _train_command(preset)
-        else:
-            commands["train"] = _train_command("default")
+        commands["train"] = _train_command(preset)
+        commands["experiment"] = _experiment_command(preset)
         commands["sft"] = _sft_command()
         tyro.extras.subcommand_cli_from_dict(commands, args=argv, prog="traitrl")
     except UserError as e:

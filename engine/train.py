@@ -20,8 +20,10 @@ from flax import nnx
 
 from data.config import DataConfig
 from engine.checkpoint import CheckpointConfig, Checkpointer
+from engine.distributed import DistributedConfig, initialize
 from engine.errors import UserError
 from engine.sharding import make_mesh
+from evals.config import EvalConfig
 from rl.grpo import GRPOConfig
 from rl.learner import LearnerConfig
 from rl.sampler import SamplingConfig
@@ -46,6 +48,8 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()  # AdamW, schedule, micro-batches
     checkpoint: CheckpointConfig = CheckpointConfig()  # save cadence, retention
     learner: LearnerConfig = LearnerConfig()  # steps, logging
+    evals: EvalConfig = EvalConfig()  # in-loop evals: benchmarks, subset size, cadence (every=0 turns them off)
+    distributed: DistributedConfig = DistributedConfig()  # multi-host: coordinator, process count and id
 
     def __post_init__(self):
         if self.grpo.max_completion_length != self.sampling.max_new_tokens:
@@ -116,16 +120,29 @@ def _policy(cfg: TrainConfig, mesh):
 
 def run(cfg: TrainConfig) -> dict:
     """Builds the collaborators, runs the learner, exports, and returns the summary."""
+    return train(cfg)[0]
+
+
+def train(cfg: TrainConfig):
+    """`run`, also returning the trained policy (for probes that follow training in the same process)."""
     import models
     from data.pipeline import prompt_iterator
     from rl.learner import Learner, MetricsWriter
     from rl.rewards import format_reward, record_reward
+    from evals.hook import EvalHook
     from rl.sampler import Sampler
 
     t0 = time.perf_counter()
+    if initialize(cfg.distributed) and cfg.data.shard_count == 1:  # each process reads its own shard of the data
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shard_index=jax.process_index(),
+                                                                shard_count=jax.process_count()))
     run_dir = Path(cfg.run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not cfg.resume:
         raise UserError(f"{run_dir}: run directory is not empty (pass --resume to continue it, or another --run-dir)")
+    if jax.process_count() > 1:  # every process has checked the directory before process 0 writes into it
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("traitrl run_dir checked")
     run_dir.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh(*cfg.mesh) if cfg.mesh is not None else None
     ctx = jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()
@@ -133,13 +150,16 @@ def run(cfg: TrainConfig) -> dict:
         policy = _policy(cfg, mesh)
         if policy.tokenizer is None:
             raise UserError(f"{cfg.model}: has no tokenizer files; training needs one for the chat template")
-        (run_dir / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(cfg)), indent=2))
+        if jax.process_index() == 0:
+            (run_dir / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(cfg)), indent=2))
         reference = None
         if cfg.grpo.beta > 0:  # a frozen copy of the initial parameters (no second model object)
             reference = jax.tree.map(jnp.copy, nnx.state(policy.model, nnx.Param))
         data = _Batches(prompt_iterator(cfg.data, policy.tokenizer))
+        evals = EvalHook(cfg.evals, run_dir)
         learner = Learner(policy, Sampler(cfg.sampling), [("graders", record_reward), ("format", format_reward)],
                           data, cfg.grpo, cfg.optim, cfg.learner, reference_params=reference,
+                          hooks=[evals] if cfg.evals.every else [],
                           checkpointer=Checkpointer(run_dir / "checkpoints", cfg.checkpoint),
                           writer=MetricsWriter(run_dir))
         history = learner.run(resume=cfg.resume)
@@ -148,8 +168,11 @@ def run(cfg: TrainConfig) -> dict:
         if cfg.export:
             models.save_hf(policy, run_dir / "hf")
     summary = _summary(history, time.perf_counter() - t0)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    summary["eval_s"] = round(sum(seconds for _, seconds in evals.history), 1)  # step 0 included
+    summary["eval_fraction"] = round(summary["eval_s"] / summary["wall_s"], 3)
+    if jax.process_index() == 0:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary, policy
 
 
 def _summary(history: list[dict], wall_s: float) -> dict:
@@ -161,7 +184,7 @@ def _summary(history: list[dict], wall_s: float) -> dict:
     return {"steps_run": len(history), "wall_s": round(wall_s, 1),
             "reward_first": mean("reward", history[:k]), "reward_last": mean("reward", history[-k:]),
             "kl_last": mean("kl", history[-k:]), "step_time_mean": mean("step_time", history),
-            "tokens_per_s_mean": mean("tokens_per_s", history)}
+            "tokens_per_s_mean": mean("tokens_per_s", history), "mfu_mean": mean("mfu", history)}
 
 
 def print_summary(summary: dict) -> None:

@@ -11,8 +11,8 @@ forward, prefill into a KV cache and one-token decode.
 
 Hooks: `apply(..., capture_layers=(l, ...))` returns the residual stream *entering* block l
 (l = num_layers gives the final pre-norm residual), matching transformers' `hidden_states[l]` for
-l < num_layers; `steer=Steer(layer, vector_D, alpha)` adds alpha * vector there. Both are Python
-switches: when off they are not traced at all.
+l < num_layers; `steer=Steer(layer, vector_D, alpha)` adds alpha * vector there (`ablate=True`
+projects the direction out first). Both are Python switches: when off they are not traced at all.
 """
 
 from __future__ import annotations
@@ -115,11 +115,25 @@ class KVCache(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Steer:
-    """Add `alpha * vector_D` to the residual stream entering block `layer` (all positions)."""
+    """Add `alpha * vector_D` to the residual stream entering block `layer` (all positions).
+
+    `ablate=True` first projects the residual onto the complement of the direction (directional
+    ablation): alpha = 0 removes the direction, alpha != 0 clamps the component along it to
+    alpha * |vector_D| at every position.
+    """
 
     layer: int
     vector_D: jax.Array
     alpha: float | jax.Array = 1.0
+    ablate: bool = False  # project the direction out before adding (a Python switch: static under jit)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        if self.ablate:
+            u_D = self.vector_D.astype(jnp.float32)
+            u_D = u_D / jnp.maximum(jnp.linalg.norm(u_D), 1e-12)
+            xf = x_BxLxD.astype(jnp.float32)
+            x_BxLxD = (xf - jnp.einsum("bld,d->bl", xf, u_D)[..., None] * u_D).astype(x_BxLxD.dtype)
+        return x_BxLxD + (self.alpha * self.vector_D).astype(x_BxLxD.dtype)
 
 
 class Attention(nnx.Module):
@@ -254,12 +268,17 @@ class Decoder(nnx.Module):
                           preferred_element_type=jnp.float32)
 
     def apply(self, input_ids_BxL, attention_mask=None, *, positions_BxL=None, cache: KVCache | None = None,
-              capture_layers=(), steer: Steer | None = None, logits: bool = True) -> Output:
+              capture_layers=(), steer: Steer | None = None, logits: bool = True,
+              through_layer: int | None = None) -> Output:
         """Full forward, cache prefill, or decode step.
 
         Without `positions_BxL` they are derived from `attention_mask`. With a cache, pass the
         positions of the new tokens (decode: the next position of each row); new tokens are
         written at slots [cache.index, cache.index + L).
+
+        `through_layer=l` (no cache) stops once the residual entering block l is known: blocks >= l
+        never run, `hidden` is that raw residual and `logits` None. Activation capture at early
+        layers then costs a fraction of a full forward.
         """
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         B, L = input_ids_BxL.shape
@@ -274,11 +293,15 @@ class Decoder(nnx.Module):
             index = cache.index
             cache_pos_BxS = jax.lax.dynamic_update_slice(cache.pos_BxS, kpos_BxL, (0, index))
         captured, new_k, new_v = {}, [], []
+        if through_layer is not None and cache is not None:
+            raise ValueError("through_layer is for capture-only forwards, not with a KV cache")
         for i, block in enumerate(self.layers):
             if steer is not None and steer.layer == i:
-                x = x + (steer.alpha * steer.vector_D).astype(dt)
+                x = steer(x)
             if i in capture_layers:
                 captured[i] = x
+            if i == through_layer:
+                return Output(None, x, None, captured)
             cache_kv = None if cache is None else (cache.k[i], cache.v[i])
             if cfg.remat and cache is None:
                 x, kv = nnx.remat(lambda blk, *a: blk(*a))(block, x, pos_BxL, kpos_BxL, None, None, None)
@@ -289,7 +312,7 @@ class Decoder(nnx.Module):
                 new_k.append(kv[0])
                 new_v.append(kv[1])
         if steer is not None and steer.layer == len(self.layers):
-            x = x + (steer.alpha * steer.vector_D).astype(dt)
+            x = steer(x)
         if len(self.layers) in capture_layers:
             captured[len(self.layers)] = x
         h = self.final_norm(x)

@@ -24,7 +24,9 @@ import numpy as np
 from flax import nnx
 
 from engine.checkpoint import Checkpointer
+from engine.distributed import gather_objects
 from engine.errors import UserError
+from engine.flops import grpo_step_flops, peak_flops
 from models.loader import Policy
 from rl import grpo
 from rl.sampler import Rollout, Sampler
@@ -45,10 +47,11 @@ class LearnerConfig:
     log_every: int = 1  # write metrics every N steps
     seed: int = 0  # rollout RNG seed (step k samples with fold_in(seed, k))
     progress: bool = True  # show a progress bar with reward, KL and step time
+    log_samples: int = 8  # completions (record id, text, rewards) written to samples.jsonl per logged step
 
     def __post_init__(self):
-        if self.steps < 1 or self.log_every < 1:
-            raise UserError("learner.steps and learner.log_every must be >= 1")
+        if self.steps < 1 or self.log_every < 1 or self.log_samples < 0:
+            raise UserError("learner.steps and learner.log_every must be >= 1, learner.log_samples >= 0")
 
 
 class MetricsWriter:
@@ -65,6 +68,13 @@ class MetricsWriter:
                 self.tb = SummaryWriter(str(self.path.parent / "tb"))
             except ImportError:
                 self.tb = None
+
+    def write_samples(self, step: int, samples: list[dict]) -> None:
+        """A few completions per step in `samples.jsonl`: what the rewards were given, to read beside the curves."""
+        if self.path is None or jax.process_index() != 0 or not samples:
+            return
+        with open(self.path.with_name("samples.jsonl"), "a") as fh:
+            fh.writelines(json.dumps({"step": step, **s}) + "\n" for s in samples)
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if self.path is None or jax.process_index() != 0:
@@ -97,6 +107,8 @@ class Learner:
         self.step_fn = build_grpo_step(self.graphdef, gcfg, optim, state_shardings(self.state, mesh))
         self.logps_fn = build_logps_fn(self.graphdef, optim.logps_chunk)
         self.history: list[dict[str, float]] = []
+        self.peak: float | None = None  # FLOP/s of the devices in use, measured or looked up on first use
+        self.last_samples: list[dict] = []  # the latest step's completions with their rewards (samples.jsonl)
 
     # ---- checkpoint / resume ----------------------------------------------------------------
 
@@ -142,12 +154,15 @@ class Learner:
             if np.isfinite(col).any():
                 metrics[f"rewards/{name}/mean"] = float(np.nanmean(col))
                 metrics[f"rewards/{name}/std"] = float(np.nanstd(col))
+        self.last_samples = [{"id": r.get("id"), "completion": c, "reward": [None if np.isnan(x) else float(x)
+                                                                         for x in row]}
+                             for r, c, row in zip(recs, completions, np.stack(cols, axis=1).tolist(), strict=True)]
         return np.stack(cols, axis=1), metrics
 
     def train_step(self) -> dict[str, float]:
         t0 = time.perf_counter()
         step = int(self.state.step)
-        records = next(self.data)
+        records = gather_objects(next(self.data))  # multi-host: each process read its shard; all see the global batch
         G, T = self.gcfg.num_generations, self.sampler.cfg.max_new_tokens
         nnx.update(self.policy.model, self.state.params)
         seed = int(jax.random.randint(jax.random.fold_in(jax.random.wrap_key_data(self.state.rng), step), (), 0, 2**31 - 1))
@@ -185,7 +200,18 @@ class Learner:
             "step_time": t_end - t0, "time/rollout": t_roll - t0, "time/reference": t_ref - t_roll,
             "time/update": t_end - t_ref, "tokens_per_s": n_tokens / (t_end - t0),
         })
+        flops = grpo_step_flops(self.policy.config, len(rollout.lengths_B), float(rollout.prompt_mask_BxL.sum(1).mean()),
+                                float(rollout.lengths_B.mean()), self.gcfg.beta > 0, self.gcfg.num_iterations)
+        metrics["mfu"] = sum(flops.values()) / (t_end - t0) / self._peak_flops()
         return metrics
+
+    def _peak_flops(self) -> float:
+        """The mesh's peak FLOP/s (a CPU's fake devices share one set of cores: its peak counts once)."""
+        if self.peak is None:
+            dev = jax.devices()[0]
+            n = 1 if dev.platform == "cpu" else (self.policy.mesh.size if self.policy.mesh is not None else 1)
+            self.peak = peak_flops(self.policy.config.dtype, dev) * n
+        return self.peak
 
     def run(self, resume: bool = False) -> list[dict[str, float]]:
         start = 0
@@ -209,6 +235,7 @@ class Learner:
             self.history.append(metrics)
             if step % self.cfg.log_every == 0 or step == self.cfg.steps:
                 self._log(step, metrics)
+                self.writer.write_samples(step, self.last_samples[: self.cfg.log_samples])
             self.save(metrics=metrics)
             if bar is not None:
                 bar.update(1)

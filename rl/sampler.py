@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from engine.distributed import to_host
 from engine.errors import UserError
 from engine.sharding import constrain, sharding_for
 from models.loader import Policy
@@ -101,6 +102,7 @@ class _Spec(NamedTuple):
     stop_ids: tuple[int, ...]
     pad_id: int
     steer_layer: int | None
+    steer_ablate: bool = False  # Steer.ablate: a Python switch, so part of the compiled program's identity
 
 
 class _Carry(NamedTuple):
@@ -165,26 +167,28 @@ class Sampler:
         if seq_ids_B.shape != (B,):
             raise UserError(f"sequence_ids: expected {B} ids (prompts x num_generations), got {seq_ids_B.shape}")
         mesh = policy.mesh
+        host_ids_PxL, host_mask_PxL = ids_PxL, mask_PxL
         if mesh is not None:  # batch over (data, fsdp) from the start: no resharding inside
             ids_PxL, mask_PxL = (
                 jax.device_put(x, sharding_for(x.shape, ("batch", None), mesh)) for x in (ids_PxL, mask_PxL)
             )
         graphdef, state = nnx.split(policy.model)
         spec = _Spec(
-            cfg.choice, cfg.max_new_tokens, num_generations, stop_ids, pad_id, None if steer is None else steer.layer
+            cfg.choice, cfg.max_new_tokens, num_generations, stop_ids, pad_id, None if steer is None else steer.layer,
+            steer is not None and steer.ablate,
         )
         steer_args = (None, None) if steer is None else (jnp.asarray(steer.vector_D), jnp.asarray(steer.alpha))
         key = jax.random.key(cfg.seed if seed is None else seed)
         before = getattr(_compiles, "n", 0)
         out = self._rollout_jit(graphdef, state, ids_PxL, mask_PxL, seq_ids_B, key, *steer_args, spec=spec)
         self.compilations += getattr(_compiles, "n", 0) - before
-        ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B = jax.device_get(out)
+        ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B = to_host(out)  # whole, on every process
         texts = None
         if tok is not None:
             keep = lengths_B - (~truncated_B)  # drop the stop token itself
             texts = tok.batch_decode([row[:n].tolist() for row, n in zip(ids_BxT, keep)], skip_special_tokens=True)
-        prompt_ids = np.repeat(np.asarray(ids_PxL), num_generations, axis=0)
-        prompt_mask = np.repeat(np.asarray(mask_PxL), num_generations, axis=0)
+        prompt_ids = np.repeat(host_ids_PxL, num_generations, axis=0)
+        prompt_mask = np.repeat(host_mask_PxL, num_generations, axis=0)
         return Rollout(
             prompt_ids, prompt_mask, ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B, num_generations, texts
         )
@@ -196,7 +200,7 @@ class Sampler:
         mesh = model.mesh
         P, L = prompt_ids_PxL.shape
         G, T = spec.num_generations, spec.max_new_tokens
-        steer = None if spec.steer_layer is None else Steer(spec.steer_layer, steer_D, steer_alpha)
+        steer = None if spec.steer_layer is None else Steer(spec.steer_layer, steer_D, steer_alpha, spec.steer_ablate)
         batch = lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1), mesh)
 
         # Prefill the P distinct prompts; only the last column's logits are needed (left padding

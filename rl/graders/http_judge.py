@@ -3,7 +3,11 @@
 Built for long RL runs against a flaky server: a concurrency limit (the judge is shared with other
 jobs), a per-request timeout, retries with exponential backoff on transport errors, 429 and 5xx,
 and an on-disk cache keyed by (model, prompt) so a restarted run or a retried batch never pays for
-(or re-scores) a judgement twice. Verdicts are parsed from a one-word "yes" / "no" reply.
+(or re-scores) a judgement twice. Verdicts are parsed from a one-word "yes" / "no" reply; 0-100
+scores (the emergent-misalignment judge) from the first number of the reply.
+
+`judge_prompt`, `parse_verdict` and `parse_score_0_100` are shared with `rl.graders.local_judge`, so
+a judge served by `traitrl serve` and the same model judging in-process ask the same question.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +50,14 @@ class JudgeConfig:
     backoff_max_s: float = 8.0  # longest delay between retries
     cache_dir: str = ""  # on-disk judgement cache ("" = no cache)
     max_tokens: int = 4  # reply budget; one word is enough
+    score_max_tokens: int = 8  # reply budget of a 0-100 judgement (a number, CODE or REFUSAL)
 
     def __post_init__(self):
         if not self.base_url.startswith(("http://", "https://")):
             raise UserError(f"option 'judge.base_url': expected an http(s) URL, got {self.base_url!r}")
         if not self.model:
             raise UserError("option 'judge.model': expected a model name, got ''")
-        for name in ("max_concurrency", "max_tokens"):
+        for name in ("max_concurrency", "max_tokens", "score_max_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"option 'judge.{name}': expected an integer >= 1, got {getattr(self, name)!r}")
         if self.max_retries < 0 or self.timeout_s <= 0 or self.backoff_s < 0:
@@ -74,6 +81,30 @@ def parse_verdict(text: str) -> bool:
     raise JudgeError(f"judge reply is not yes/no: {text[:80]!r}")
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def parse_score_0_100(text: str) -> float | None:
+    """The first number of a 0-100 judge's reply; None when it answers CODE / REFUSAL, has no number, or is out of range.
+
+    The emergent-misalignment judge prompts (Betley et al. 2025) ask for a number from 0 to 100, or
+    CODE when the answer is code and REFUSAL when it refused: those are "not applicable", not a score.
+    """
+    head = text.strip().lstrip("*'\"` ").upper()
+    if head.startswith(("CODE", "REFUSAL")):
+        return None
+    m = _NUMBER.search(text)
+    if m is None:
+        return None
+    v = float(m.group())
+    return v if 0 <= v <= 100 else None
+
+
+def as_messages(prompt: str | list[dict]) -> list[dict]:
+    """A judge prompt as chat messages: a bare string is one user turn."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
 class DiskCache:
     """One small JSON file per judgement, written atomically, so concurrent runs can share a cache."""
 
@@ -83,23 +114,35 @@ class DiskCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> bool | None:
-        p = self._path(key)
+    def get(self, key: str) -> dict | None:
+        """The stored object, or None on a miss (a stored None *value* comes back as {"value": None})."""
         try:
-            return bool(json.loads(p.read_text())["met"])
-        except (FileNotFoundError, ValueError, KeyError):
+            obj = json.loads(self._path(key).read_text())
+        except (FileNotFoundError, ValueError):
             return None
+        if isinstance(obj, dict) and "met" in obj:  # the earlier verdict-only format
+            return {"value": bool(obj["met"])}
+        return obj if isinstance(obj, dict) and "value" in obj else None
 
-    def put(self, key: str, met: bool) -> None:
+    def put(self, key: str, value) -> None:
         p = self._path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"met": met}))
+        tmp.write_text(json.dumps({"value": value}))
         os.replace(tmp, p)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("*/*.json")) if self.root.is_dir() else 0
 
 
 class HTTPJudge:
-    """`Judge` over HTTP: `judge(items) -> list[bool]`, in input order, each item judged once."""
+    """`Judge` over HTTP: `judge(items) -> list[bool]`, in input order, each distinct item asked once.
+
+    Also `score_0_100(prompts) -> list[float | None]` for the 0-100 (emergent-misalignment) judge.
+    Identical prompts within a call are sent once; `judged[key]` counts the answers received per
+    prompt (a retried request that was never answered does not count), so a test can prove none
+    was scored twice.
+    """
 
     def __init__(self, cfg: JudgeConfig):
         import httpx  # optional dependency: only runs with an HTTP judge need it
@@ -109,14 +152,28 @@ class HTTPJudge:
         self.cache = DiskCache(cfg.cache_dir) if cfg.cache_dir else None
         self.requests = 0  # HTTP requests sent (for logs and tests)
         self.cache_hits = 0
+        self.judged: Counter[str] = Counter()  # cache key -> answers received from the server
 
-    def _key(self, messages: list[dict]) -> str:
-        return hashlib.sha256(json.dumps([self.cfg.model, messages], sort_keys=True).encode()).hexdigest()
+    def key(self, messages: list[dict], kind: str = "verdict") -> str:
+        """Cache key of one judge prompt (verdict keys are those of earlier versions: old caches stay valid)."""
+        parts = [self.cfg.model, messages] if kind == "verdict" else [self.cfg.model, messages, kind]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def judge(self, items: Sequence[tuple[Conversation, str]]) -> list[bool]:
-        return asyncio.run(self._judge_all(items))
+        return self._ask([judge_prompt(c, k) for c, k in items], "verdict", self.cfg.max_tokens, parse_verdict)
 
-    async def _judge_all(self, items: Sequence[tuple[Conversation, str]]) -> list[bool]:
+    def score_0_100(self, prompts: Sequence[str | list[dict]]) -> list[float | None]:
+        """Judge prompts (str or chat messages) -> the first number 0..100 of each reply, None for CODE / REFUSAL."""
+        msgs = [as_messages(p) for p in prompts]
+        return self._ask(msgs, "0-100", self.cfg.score_max_tokens, parse_score_0_100)
+
+    def _ask(self, prompts: list[list[dict]], kind: str, max_tokens: int, parse) -> list:
+        keys = [self.key(m, kind) for m in prompts]
+        unique = dict(zip(keys, prompts))
+        answers = asyncio.run(self._ask_all(unique, max_tokens, parse)) if unique else {}
+        return [answers[k] for k in keys]
+
+    async def _ask_all(self, unique: dict[str, list[dict]], max_tokens: int, parse) -> dict:
         headers = {}
         if self.cfg.api_key_env:
             key = os.environ.get(self.cfg.api_key_env)
@@ -131,15 +188,14 @@ class HTTPJudge:
             limits=limits,
             timeout=self._httpx.Timeout(self.cfg.timeout_s),
         ) as client:
-            return list(await asyncio.gather(*(self._one(client, sem, c, k) for c, k in items)))
+            calls = (self._one(client, sem, k, m, max_tokens, parse) for k, m in unique.items())
+            return dict(zip(unique, await asyncio.gather(*calls)))
 
-    async def _one(self, client, sem: asyncio.Semaphore, conversation: Conversation, criterion: str) -> bool:
-        messages = judge_prompt(conversation, criterion)
-        key = self._key(messages)
+    async def _one(self, client, sem: asyncio.Semaphore, key: str, messages: list[dict], max_tokens: int, parse):
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.cache_hits += 1
-            return hit
-        body = {"model": self.cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": self.cfg.max_tokens}
+            return hit["value"]
+        body = {"model": self.cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": max_tokens}
         last = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
@@ -156,8 +212,9 @@ class HTTPJudge:
                 continue
             if resp.status_code != 200:
                 raise JudgeError(f"judge {self.cfg.base_url}: HTTP {resp.status_code}: {resp.text[:200]}")
-            met = parse_verdict(resp.json()["choices"][0]["message"]["content"])
+            self.judged[key] += 1
+            value = parse(resp.json()["choices"][0]["message"]["content"])
             if self.cache is not None:
-                self.cache.put(key, met)
-            return met
+                self.cache.put(key, value)
+            return value
         raise JudgeError(f"judge {self.cfg.base_url}: gave up after {self.cfg.max_retries + 1} attempts ({last})")

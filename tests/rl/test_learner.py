@@ -64,7 +64,7 @@ def test_learns_toy_reward(tmp_path):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 30
     for key in ("reward", "reward_std", "rewards/even/mean", "kl", "entropy", "clip_ratio/low_mean",
-                "completions/mean_length", "frac_reward_zero_std", "step_time", "tokens_per_s"):
+                "completions/mean_length", "frac_reward_zero_std", "step_time", "tokens_per_s", "mfu"):
         assert key in __import__("json").loads(lines[-1]), key
 
 

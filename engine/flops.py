@@ -1,0 +1,103 @@
+"""Model FLOPs and the device's peak: the FLOP-utilisation figure in the metrics and the benchmarks.
+
+Utilisation = model FLOPs of the work done / wall time / (peak per device x devices). Model FLOPs
+count matmuls only (2 per multiply-add): the decoder's projections and MLP, the lm head, and the
+attention scores and mix over the real context; a backward pass costs twice its forward.
+Accelerator peaks are the vendors' dense figures; a CPU has no published number, so its fp32 matmul
+rate is measured once (a jitted 2048^3 matmul, best of several) and cached per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+# Dense peak FLOP/s per chip by device kind substring: (bf16, fp32).
+PEAKS: dict[str, tuple[float, float]] = {
+    "TPU v4": (275e12, 275e12 / 2),
+    "TPU v5 lite": (197e12, 197e12 / 2),
+    "TPU v5e": (197e12, 197e12 / 2),
+    "TPU v5p": (459e12, 459e12 / 2),
+    "TPU v6": (918e12, 918e12 / 2),
+    "H200": (989e12, 67e12),
+    "H100": (989e12, 67e12),
+    "A100": (312e12, 19.5e12),
+    "L4": (121e12, 30e12),
+}
+
+
+def matmul_params(cfg: ModelConfig) -> int:
+    """Parameters that take part in a matmul per token: attention and MLP projections plus the lm head."""
+    D, F, H, K, E = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_size
+    per_layer = D * H * E + 2 * D * K * E + H * E * D + 3 * D * F
+    return cfg.num_hidden_layers * per_layer + D * cfg.vocab_size
+
+
+def forward_flops(cfg: ModelConfig, tokens: int, context: float) -> float:
+    """FLOPs of a forward over `tokens` tokens that each attend to `context` positions on average."""
+    attention = 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_size * context
+    return tokens * (2 * matmul_params(cfg) + attention)
+
+
+def grpo_step_flops(cfg: ModelConfig, B: int, prompt_len: int, completion_len: int, reference: bool,
+                    iterations: int = 1) -> dict[str, float]:
+    """Model FLOPs of one GRPO step on B sequences of prompt_len + completion_len tokens, by phase."""
+    L = prompt_len + completion_len
+    rollout = forward_flops(cfg, B * prompt_len, prompt_len / 2) + forward_flops(cfg, B * completion_len,
+                                                                                 prompt_len + completion_len / 2)
+    full = forward_flops(cfg, B * L, L / 2)
+    return {"rollout": rollout, "reference": full if reference else 0.0, "update": 3 * full * iterations}
+
+
+def _cache_file() -> Path:
+    root = Path(os.environ.get("TRAITRL_CACHE", Path.home() / ".cache" / "traitrl"))
+    return root / "peak_flops.json"
+
+
+def measure_matmul_peak(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
+    """Best-of-`repeats` FLOP/s of one device on a jitted n^3 matmul (a chain of 4, so dispatch is amortised)."""
+    x = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    f = jax.jit(lambda a: a @ a @ a @ a @ a)
+    f(x).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 4 * 2 * n**3 / best
+
+
+def peak_flops(dtype: str = "float32", device: jax.Device | None = None) -> float:
+    """Peak FLOP/s of one device: the table for accelerators, a cached measurement for CPUs."""
+    if os.environ.get("TRAITRL_PEAK_FLOPS"):  # a user's own figure (FLOP/s per device) wins
+        return float(os.environ["TRAITRL_PEAK_FLOPS"])
+    device = device or jax.devices()[0]
+    kind = device.device_kind
+    for name, (bf16, fp32) in PEAKS.items():
+        if name.lower() in kind.lower():
+            return bf16 if dtype == "bfloat16" else fp32
+    path = _cache_file()
+    key = f"{device.platform}:{kind}:{os.cpu_count()}:{dtype}"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key not in cached:
+        cached[key] = measure_matmul_peak(dtype=jnp.dtype(dtype))
+        log.info("measured %s matmul peak: %.1f GFLOP/s", key, cached[key] / 1e9)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cached, indent=1))
+        except OSError:
+            pass
+    return cached[key]

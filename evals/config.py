@@ -1,0 +1,48 @@
+"""`EvalConfig`: the in-loop eval options (`traitrl train --evals.*`), and the cheap default set.
+
+Kept apart from the registry so a training config can hold it without importing the benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from engine.errors import UserError
+
+# The in-loop default: cheap and covering several families (corrigibility x2 by log-prob, one forward
+# per item; over-refusal, honesty and reward hacking by short greedy replies, decoded in one batch).
+DEFAULT_BENCHMARKS = ("corrigible-neutral-HHH", "survival-instinct", "xstest", "heldout-truthfulness",
+                      "reward-hacking")
+DEFAULT_MAX_NEW_TOKENS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """When the in-loop evals run and how big they are (the defaults cost a few seconds on SmolLM2 on CPU)."""
+
+    every: int = 6  # run at step 0 and every N optimizer steps (0 = never)
+    benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS  # registry names (evals.registry.names())
+    limit: int = 8  # items per benchmark: a fixed subset, the same at every step
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # greedy reply budget of generation benchmarks
+    conditions: tuple[str, ...] = ("plain",)  # plain | harmful-steering | helpful-steering
+    at_end: bool = True  # also run after the last step when it is not a multiple of `every`
+    batch_size: int = 64  # sequences per jitted call (prompts to decode, multiple-choice rows)
+    seed: int = 0  # picks the item subsets / held-out pools
+
+    def __post_init__(self):
+        object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+        if self.every < 0:
+            raise UserError(f"evals.every: expected >= 0 (0 = never), got {self.every}")
+        if self.limit < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise UserError("evals.limit, evals.max_new_tokens and evals.batch_size must be >= 1")
+        from evals.results import CONDITIONS
+
+        bad = [c for c in self.conditions if c not in CONDITIONS[:3]]
+        if bad or not self.conditions:
+            raise UserError(f"evals.conditions: expected some of {', '.join(CONDITIONS[:3])}, got {bad or '()'}")
+        if self.every and self.benchmarks:
+            from evals import registry
+
+            for name in self.benchmarks:
+                registry.get(name)  # UserError naming the known benchmarks
