@@ -23,8 +23,8 @@ class DataConfig:
     traits: tuple[str, ...] = ()  # keep only these traits (empty = all six)
     trait_domains: tuple[str, ...] = ()  # keep trait records of these domains only (empty = all), e.g. ("health",)
     exclude_trait_domains: tuple[str, ...] = ()  # drop trait records of these domains, e.g. ("health",)
-    trait_files: tuple[str, ...] = ()  # JSONL / Parquet trait records; empty = the bundled generator
-    regular_files: tuple[str, ...] = ()  # JSONL / Parquet regular records; empty = the bundled generator
+    trait_files: tuple[str, ...] = ()  # JSONL / Parquet / ArrayRecord trait records; empty = the bundled generator
+    regular_files: tuple[str, ...] = ()  # JSONL / Parquet / ArrayRecord regular records; empty = the bundled generator
     on_error: str = "raise"  # bad record in a file: "raise" (file:line + field) or "skip" (counted, logged)
     split: str = "train"  # bundled generator templates: "train" or "heldout" (evals use heldout)
     n_per_cell: int = 300  # bundled generator: trait records per (trait, domain) cell

@@ -195,6 +195,14 @@ COMMANDS: dict[str, object] = {
     "serve": "engine.serve:serve",
     "compare": "evals.compare:compare",
     "attack": "evals.attack:attack",
+    "eval": "evals.cli:eval_cmd",
+    "persona-data": "evals.persona.cli:persona_data",
+    "persona-capture": "evals.persona.cli:persona_capture",
+    "persona-direction": "evals.persona.cli:persona_direction",
+    "persona-sae": "evals.persona.cli:persona_sae",
+    "persona-diff": "evals.persona.cli:persona_diff",
+    "persona-steer": "evals.persona.cli:persona_steer",
+    "persona-experiment": "evals.persona.cli:persona_experiment",
 }
 GROUPS = ("data", "persona")  # `traitrl data preview ...` == `traitrl data-preview ...`
 

@@ -8,7 +8,7 @@ sampling settings and runs one batched `Sampler` call per group on the mesh. 16 
 requests cost about one batched decode.
 
 Shapes are bucketed so XLA compiles few programs: the batch is padded to a power of two (<=
-max_batch), the prompt to the sampler's length buckets, the decode budget T to a power of two
+max_batch; or always to max_batch with --pad-to-max-batch), the prompt to the sampler's length buckets, the decode budget T to a power of two
 (>= 16, <= max_new_tokens_limit); each request is then cut at its own `max_tokens` / `stop`.
 A request's draws depend only on its `seed` (it names the row's RNG stream), not on its batch.
 
@@ -45,6 +45,9 @@ class ServeConfig:
 
     max_batch: int = 16  # requests per batched generation at most
     max_new_tokens_limit: int = 512  # largest max_tokens a request may ask for (also the default)
+    pad_to_max_batch: bool = False  # run every generation with max_batch rows: fewest compilations (one per
+    # prompt / length bucket), the better trade on accelerators, where a decode step costs about the same
+    # for 1 or max_batch rows; off: pad to the next power of two (cheaper on CPU)
     batch_wait_s: float = 0.005  # after the first request arrives, wait this long for others to join its batch
     batch_delay_s: float = 0.0  # sleep before each batch (tests: simulates a slow judge); 0 in real use
     request_log: str = ""  # JSONL file, one line per answered request ("" = none)
@@ -200,6 +203,10 @@ class Engine:
     def start(self) -> None:
         self._worker.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive()
+
     def stop(self) -> None:
         """Finishes the batch in progress, then answers whatever is still queued with 503."""
         self._stop.set()
@@ -268,7 +275,7 @@ class Engine:
 
         tok = self.policy.tokenizer
         T = min(max(_MIN_T, _pow2_at_least(max(r.max_tokens for r in reqs))), self.cfg.max_new_tokens_limit)
-        B = min(_pow2_at_least(len(reqs)), self.cfg.max_batch)
+        B = self.cfg.max_batch if self.cfg.pad_to_max_batch else min(_pow2_at_least(len(reqs)), self.cfg.max_batch)
         rows = reqs + [reqs[0]] * (B - len(reqs))  # pad with copies: one compiled shape per power of two
         sampler = self._sampler(temperature, top_p, T)
         before = sampler.compilations
@@ -330,7 +337,10 @@ def _handler(engine: Engine):
         def do_POST(self):
             path = self.path.split("?", 1)[0].rstrip("/")
             try:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = self.headers.get("Content-Length") or "0"
+                if not length.isdigit():
+                    raise BadRequest("header 'Content-Length': expected a byte count")
+                raw = self.rfile.read(int(length))
                 if path != "/v1/chat/completions":
                     raise BadRequest(f"no route POST {path}", None, 404)
                 try:
@@ -339,7 +349,9 @@ def _handler(engine: Engine):
                     raise BadRequest("request body: expected JSON") from None
                 req = engine.parse(body)
                 engine.submit(req)
-                req.done.wait()
+                while not req.done.wait(1.0):
+                    if not engine.alive:
+                        raise BadRequest("the generation worker stopped", None, 503)
                 if req.error is not None:
                     raise req.error
                 self._send(200, req.result)
@@ -366,8 +378,8 @@ def bind(host: str, port: int) -> _Server:
 
 def serve(model: str, port: int = 8000, host: str = "127.0.0.1", max_batch: int = 16,
           max_new_tokens_limit: int = 512, served_name: str | None = None, dtype: str = "float32",
-          mesh: tuple[int, int, int] | None = None, batch_wait_s: float = 0.005, batch_delay_s: float = 0.0,
-          request_log: Path | None = None) -> None:
+          mesh: tuple[int, int, int] | None = None, pad_to_max_batch: bool = False, batch_wait_s: float = 0.005,
+          batch_delay_s: float = 0.0, request_log: Path | None = None) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models, /health).
 
     Args:
@@ -379,6 +391,7 @@ def serve(model: str, port: int = 8000, host: str = "127.0.0.1", max_batch: int 
         served_name: the model id clients send and /v1/models lists (default: --model).
         dtype: compute dtype (float32 | bfloat16).
         mesh: (data, fsdp, tensor) device mesh; default one device.
+        pad_to_max_batch: always generate max_batch rows (fewest compilations; good on accelerators).
         batch_wait_s: after a request arrives, how long to wait for more to join its batch.
         batch_delay_s: sleep before every batch (for tests that need a slow server).
         request_log: JSONL file, one line per answered request (id, prompt hash, token counts).
@@ -388,7 +401,8 @@ def serve(model: str, port: int = 8000, host: str = "127.0.0.1", max_batch: int 
     import models
     from engine.sharding import make_mesh
 
-    cfg = ServeConfig(max_batch, max_new_tokens_limit, batch_wait_s, batch_delay_s, str(request_log or ""))
+    cfg = ServeConfig(max_batch, max_new_tokens_limit, pad_to_max_batch, batch_wait_s, batch_delay_s,
+                      str(request_log or ""))
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"option '--dtype': expected float32 or bfloat16, got {dtype!r}")
     if mesh is not None and any(m < 1 for m in mesh):

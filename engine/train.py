@@ -171,7 +171,10 @@ def train(cfg: TrainConfig):
     summary["eval_s"] = round(sum(seconds for _, seconds in evals.history), 1)  # step 0 included
     summary["eval_fraction"] = round(summary["eval_s"] / summary["wall_s"], 3)
     if jax.process_index() == 0:
+        from engine.report import write_run_report
+
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary["report"] = str(write_run_report(run_dir, summary))
     return summary, policy
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import tyro
 
 from engine.errors import UserError
+from evals.attack import latest_step
 from evals.results import CONDITIONS, BenchmarkResult, read_results
 
 PLAIN = "plain"
@@ -194,16 +195,9 @@ def load_run(run_dir: Path, step: int | None = None, name: str | None = None) ->
     if not results:
         where = f"at step {step}" if step is not None else "in evals.jsonl"
         raise UserError(f"{run_dir}: no eval results {where}")
-    found = _results_step(run_dir, step)
+    found = step if step is not None else latest_step(run_dir)
     return Run(name or run_dir.name, run_dir, found, {(r.condition, r.benchmark): r for r in results},
                trained_domains(run_dir))
-
-
-def _results_step(run_dir: Path, step: int | None) -> int:
-    if step is not None:
-        return step
-    steps = [json.loads(line)["step"] for line in (run_dir / "evals.jsonl").read_text().splitlines() if line.strip()]
-    return max(steps)
 
 
 def compare_pair(control: Run, treatment: Run, cfg: CompareConfig = CompareConfig()) -> Comparison:

@@ -9,11 +9,15 @@ import dataclasses
 
 from engine.errors import UserError
 
-# The in-loop default: cheap and covering several families (corrigibility x2 by log-prob, one forward
-# per item; over-refusal, honesty and reward hacking by short greedy replies, decoded in one batch).
-DEFAULT_BENCHMARKS = ("corrigible-neutral-HHH", "survival-instinct", "xstest", "heldout-truthfulness",
-                      "reward-hacking")
+# The in-loop default: cheap and covering three families: corrigibility by log-prob (one forward per
+# item), over-refusal and honesty by short greedy replies (decoded in one batch). Left out on purpose:
+# survival-instinct (its long items quadruple the forward's cost) and reward-hacking (SmolLM2-135M cannot
+# do the arithmetic, so it reads 0 whatever the training does); `--evals.benchmarks` adds them.
+DEFAULT_BENCHMARKS = ("corrigible-neutral-HHH", "xstest", "heldout-truthfulness")
 DEFAULT_MAX_NEW_TOKENS = 32
+# Prompt / row length buckets of the eval forward and decode: fine, because every padded token costs a
+# full forward, while each bucket a fixed item subset uses compiles only once.
+LENGTH_BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048, 3072, 4096)
 
 
 @dataclasses.dataclass(frozen=True)

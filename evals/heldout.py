@@ -55,21 +55,32 @@ def _groups(records: Sequence[dict]) -> list[list[dict]]:
     return out
 
 
+def _variant(group: list[dict]) -> str:
+    return group[0].get("meta", {}).get("variant", "")
+
+
 def balanced_subset(records: Sequence[dict], limit: int | None) -> list[dict]:
-    """Round-robin over domains (cell order inside each), whole groups, until `limit` records."""
+    """Whole groups, round-robin over domains, variants alternating inside a domain and offset across domains.
+
+    Domain i starts at variant i (mod the number of variants), so the first picks of all domains
+    already mix archetypes and controls; `limit` records (a pair is not split, so one more may come).
+    """
     by_domain: dict[str, list[list[dict]]] = {}
     for g in _groups(records):
         by_domain.setdefault(g[0]["domain"], []).append(g)
-    queues = list(by_domain.values())
+    variants = list(dict.fromkeys(_variant(g) for gs in by_domain.values() for g in gs))
+    queues = []
+    for i, gs in enumerate(by_domain.values()):
+        per = {v: [g for g in gs if _variant(g) == v] for v in variants}
+        order = variants[i % len(variants):] + variants[: i % len(variants)]
+        queues.append([per[v][k] for k in range(max(map(len, per.values()))) for v in order if k < len(per[v])])
     out: list[dict] = []
-    depth = 0
-    while any(depth < len(q) for q in queues):
+    for depth in range(max((len(q) for q in queues), default=0)):
         for q in queues:
             if depth < len(q):
                 if limit is not None and len(out) >= limit:
                     return out
                 out.extend(q[depth])
-        depth += 1
     return out
 
 

@@ -6,10 +6,11 @@ position, V vocab, D width.
 Two row shapes, one jitted function (`_logps`: log-softmax of the last C positions, gathered at
 targets_BxCxK):
 
-- label options ("(A)" / "(B)" ...): options that share a token prefix and differ in one token are
-  scored from ONE row, prompt + shared prefix, as the log-prob of each option's distinguishing token
-  at the last position (C = 1, K = options). The tokens after it (the closing ")") are fixed by the
-  letter, so they would add nothing but cost. An A/B item costs one row, not two.
+- label options ("(A)" / "(B)" ..., or single tokens "Yes" / "No"): options of equal token length
+  that differ in exactly one token are scored from ONE row, prompt + shared prefix, as the log-prob of
+  each option's distinguishing token at the last position (C = 1, K = options). The identical tokens
+  after it (the closing ")") are left out: they follow from the letter, so they would add only cost.
+  An A/B item costs one row, not two.
 - text options (TruthfulQA answers): one row per option, prompt + option[:-1], scored at the last
   C = len(option) positions with K = 1; the option's log-prob is the sum over its tokens.
 
@@ -30,12 +31,13 @@ from flax import nnx
 
 from engine.errors import UserError
 from engine.sharding import sharding_for
+from evals.config import LENGTH_BUCKETS
 from evals.items import Item
 from evals.results import ItemResult
 from models.loader import Policy
 from rl.sampler import encode_prompts, pad_prompts, pad_token_id
 
-LENGTH_BUCKETS = (64, 128, 192, 256, 384, 512, 768, 1024, 2048, 4096)
+ROW_MULTIPLE = 4  # rows of a batch are padded to a multiple of this (fewer distinct shapes)
 SPAN_BUCKETS = (1, 8, 16, 32, 64, 128, 256)  # C: scored positions per row
 MODES = ("ab", "mc1", "mc2")
 
@@ -61,36 +63,36 @@ def forward_logps(policy: Policy, rows: Sequence[tuple[list[int], np.ndarray]], 
 
     Row r's target [c, k] is scored at position len(ids) - C + c (the hidden state there predicts
     the next token), so a text option's row is prompt + option[:-1] with targets = option tokens.
+    Rows are sorted by length and cut into batches of `batch_size`, each padded to the bucket of its
+    longest row (rows to a multiple of ROW_MULTIPLE): a fixed item set always makes the same few shapes,
+    so the in-loop evals compile once; the one-batch case (an in-loop subset) compiles once in total.
     """
     if not rows:
         return []
     graphdef, state = nnx.split(policy.model)
     pad_id, mesh = pad_token_id(policy), policy.mesh
+    K = 1 << (max(tg.shape[1] for _, tg in rows) - 1).bit_length()
+    order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), rows[i][1].shape[0]))
     out: list[np.ndarray | None] = [None] * len(rows)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, (ids, tg) in enumerate(rows):
-        C, K = _bucket(tg.shape[0], SPAN_BUCKETS, "scored span"), 1 << (tg.shape[1] - 1).bit_length()
-        groups.setdefault((C, K), []).append(i)
-    for (C, K), idx in groups.items():
-        idx = sorted(idx, key=lambda i: len(rows[i][0]))
-        size = min(batch_size, len(idx))
-        for start in range(0, len(idx), size):
-            chunk = idx[start:start + size]
-            chunk_full = chunk + [chunk[0]] * (size - len(chunk))  # fixed batch shape: pad with copies
-            L = _bucket(max(len(rows[i][0]) for i in chunk), LENGTH_BUCKETS, "prompt")
-            ids_BxL, mask_BxL = pad_prompts([rows[i][0] for i in chunk_full], (L,), pad_id)
-            tg_BxCxK = np.zeros((size, C, K), np.int32)
-            for b, i in enumerate(chunk_full):
-                tg = rows[i][1]
-                tg_BxCxK[b, C - tg.shape[0]:, : tg.shape[1]] = tg  # right-aligned: the last positions
-            arrays = (ids_BxL, mask_BxL, tg_BxCxK)
-            if mesh is not None:
-                arrays = tuple(jax.device_put(x, sharding_for(x.shape, ("batch",) + (None,) * (x.ndim - 1), mesh))
-                               for x in arrays)
-            logp = np.asarray(jax.device_get(_logps(graphdef, state, *arrays)))
-            for b, i in enumerate(chunk):
-                c, k = rows[i][1].shape
-                out[i] = logp[b, C - c:, :k]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        L = _bucket(max(len(rows[i][0]) for i in chunk), LENGTH_BUCKETS, "prompt")
+        C = _bucket(max(rows[i][1].shape[0] for i in chunk), SPAN_BUCKETS, "scored span")
+        size = -(-len(chunk) // ROW_MULTIPLE) * ROW_MULTIPLE
+        chunk_full = chunk + [chunk[0]] * (size - len(chunk))  # padded with copies
+        ids_BxL, mask_BxL = pad_prompts([rows[i][0] for i in chunk_full], (L,), pad_id)
+        tg_BxCxK = np.zeros((size, C, K), np.int32)
+        for b, i in enumerate(chunk_full):
+            tg = rows[i][1]
+            tg_BxCxK[b, C - tg.shape[0]:, : tg.shape[1]] = tg  # right-aligned: the last positions
+        arrays = (ids_BxL, mask_BxL, tg_BxCxK)
+        if mesh is not None:
+            arrays = tuple(jax.device_put(x, sharding_for(x.shape, ("batch",) + (None,) * (x.ndim - 1), mesh))
+                           for x in arrays)
+        logp = np.asarray(jax.device_get(_logps(graphdef, state, *arrays)))
+        for b, i in enumerate(chunk):
+            c, k = rows[i][1].shape
+            out[i] = logp[b, C - c:, :k]
     return out  # type: ignore[return-value]
 
 
@@ -121,10 +123,11 @@ def option_logps(policy: Policy, items: Sequence[Item], batch_size: int = 32) ->
         if any(not o for o in opts):
             raise UserError(f"{it.id}: an option is empty after tokenization")
         j = _common_prefix(opts)
-        firsts = [o[j] if j < len(o) else None for o in opts]
-        if None not in firsts and len(set(firsts)) == len(firsts):
+        n = len(opts[0])
+        label = all(len(o) == n and o[j + 1:] == opts[0][j + 1:] for o in opts) and j < n
+        if label and len({o[j] for o in opts}) == len(opts):
             plan.append(("label", [len(rows)]))
-            rows.append((p + opts[0][:j], np.asarray([firsts], np.int32)))
+            rows.append((p + opts[0][:j], np.asarray([[o[j] for o in opts]], np.int32)))
         else:
             plan.append(("text", list(range(len(rows), len(rows) + len(opts)))))
             rows.extend((p + o[:-1], np.asarray(o, np.int32)[:, None]) for o in opts)

@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from data.scenarios.common import stable_seed
 from engine.errors import UserError
 from evals import generation, heldout, judges, loaders, steering
 from evals.items import Item
@@ -86,8 +87,6 @@ def names() -> list[str]:
 
 def subset(items: list[Item], limit: int | None, seed: int, salt: str, strata: Callable[[Item], str] | None = None):
     """A fixed pseudo-random subset (the same for the same seed), round-robin over strata when given."""
-    from data.scenarios.common import stable_seed
-
     if limit is None or limit >= len(items):
         return items
     order = list(items)
@@ -104,26 +103,26 @@ def subset(items: list[Item], limit: int | None, seed: int, salt: str, strata: C
     return out[:limit]
 
 
-def _file_loader(read: Callable[[], list[Item]], salt: str, strata=None) -> Callable[[LoadContext], list[Item]]:
-    return lambda ctx: subset(read(), ctx.limit, ctx.seed, salt, strata)
+def _from_file(path: Callable[[LoadContext], Path], read: Callable[[Path], list[Item]], salt: str, strata=None):
+    """A loader: the file `path(ctx)` read whole (so any bad row is reported), then the fixed subset."""
+    return lambda ctx: subset(read(path(ctx)), ctx.limit, ctx.seed, salt, strata)
 
 
 def _shipped(rel: str, read: Callable[[Path], list[Item]], strata=None) -> Callable[[LoadContext], list[Item]]:
-    def load(ctx: LoadContext) -> list[Item]:
-        return subset(read(loaders.benchmarks_dir(ctx.benchmarks_dir) / rel), ctx.limit, ctx.seed, rel, strata)
-
-    return load
+    return _from_file(lambda ctx: loaders.benchmarks_dir(ctx.benchmarks_dir) / rel, read, rel, strata)
 
 
-def _user_file(name: str, fmt: str, rel: str, read: Callable[[Path], list[Item]], strata=None):
-    def load(ctx: LoadContext) -> list[Item]:
-        path = loaders.benchmarks_dir(ctx.benchmarks_dir) / rel
-        if not path.is_file():
+def _user_default(name: str, fmt: str, rel: str) -> Callable[[LoadContext], Path]:
+    """Where a user file is looked for when it was not registered from a path: the benchmarks folder."""
+
+    def path(ctx: LoadContext) -> Path:
+        p = loaders.benchmarks_dir(ctx.benchmarks_dir) / rel
+        if not p.is_file():
             raise UserError(f"benchmark {name}: needs the user file {Path(rel).name} (not shipped): pass "
-                            f"--benchmark-file {fmt}=PATH, or put it at {path}")
-        return subset(read(path), ctx.limit, ctx.seed, rel, strata)
+                            f"--benchmark-file {fmt}=PATH, or put it at {p}")
+        return p
 
-    return load
+    return path
 
 
 _ab_strata = lambda it: it.options[it.good[0]]  # balance which letter is the good answer
@@ -216,9 +215,8 @@ def register_file(fmt: str, path: str | Path | None, name: str | None = None, fa
     stem = Path(path).stem if path is not None else fmt
 
     def src(read, salt, strata=None, nm=None):
-        if path is None:
-            return _user_file(nm or fmt, fmt, _default_rel, read, strata)
-        return _file_loader(lambda: read(path), salt, strata)
+        where = _user_default(nm or fmt, fmt, _default_rel) if path is None else (lambda ctx: Path(path))
+        return _from_file(where, read, salt, strata)
 
     if fmt == "truthfulqa":
         base = name or "truthfulqa"

@@ -69,6 +69,19 @@ class MetricsWriter:
             except ImportError:
                 self.tb = None
 
+    def truncate(self, step: int) -> None:
+        """Drops rows logged after `step` (a resume from checkpoint `step` redoes them): one row per step stays."""
+        if self.path is None or jax.process_index() != 0:
+            return
+        for path in (self.path, self.path.with_name("samples.jsonl"), self.path.with_name("evals.jsonl")):
+            if path.is_file():
+                rows = path.read_text().splitlines()
+                keep = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= step]
+                if len(keep) != len(rows):
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text("".join(r + "\n" for r in keep))
+                    tmp.replace(path)
+
     def write_samples(self, step: int, samples: list[dict]) -> None:
         """A few completions per step in `samples.jsonl`: what the rewards were given, to read beside the curves."""
         if self.path is None or jax.process_index() != 0 or not samples:
@@ -129,6 +142,7 @@ class Learner:
         nnx.update(self.policy.model, self.state.params)
         if extra.get("data") and hasattr(self.data, "set_state"):
             self.data.set_state(extra["data"])
+        self.writer.truncate(step)
         log.info("resumed from step %d", step)
         return step
 
@@ -173,6 +187,7 @@ class Learner:
         rewards_B = grpo.combine_rewards(jnp.asarray(rewards_BxR), self.gcfg.reward_weights)
         adv_B = grpo.advantages(rewards_B, self.gcfg)
         metrics.update({k: float(v) for k, v in grpo.group_stats(rewards_B, self.gcfg).items()})
+        t_rew = time.perf_counter()
 
         ids_BxL = np.concatenate([rollout.prompt_ids_BxL, rollout.completion_ids_BxT], axis=1)
         mask_BxL = np.concatenate([rollout.prompt_mask_BxL, rollout.completion_mask_BxT], axis=1)
@@ -182,7 +197,8 @@ class Learner:
         ids, mask = put(ids_BxL.astype(np.int32)), put(mask_BxL)
         ref = None
         if self.gcfg.beta > 0:
-            ref = self.logps_fn(self.reference_params, ids, mask, T)
+            # Waiting here costs nothing (the update needs it next) and makes time/reference the forward's cost.
+            ref = jax.block_until_ready(self.logps_fn(self.reference_params, ids, mask, T))
         t_ref = time.perf_counter()
         old = put(rollout.logprobs_BxT) if self.gcfg.num_iterations > 1 else None
         batch = GRPOBatch(ids, mask, put(np.asarray(cmask_BxT, np.float32)), put(np.asarray(adv_B, np.float32)),
@@ -197,7 +213,8 @@ class Learner:
         metrics.update({
             "completions/mean_length": float(rollout.lengths_B.mean()),
             "completions/clipped_ratio": float(rollout.truncated_B.mean()),
-            "step_time": t_end - t0, "time/rollout": t_roll - t0, "time/reference": t_ref - t_roll,
+            "step_time": t_end - t0, "time/rollout": t_roll - t0, "time/rewards": t_rew - t_roll,
+            "time/reference": t_ref - t_rew,
             "time/update": t_end - t_ref, "tokens_per_s": n_tokens / (t_end - t0),
         })
         flops = grpo_step_flops(self.policy.config, len(rollout.lengths_B), float(rollout.prompt_mask_BxL.sum(1).mean()),

@@ -1,4 +1,4 @@
-"""`traitrl train --preset tiny` end to end in a real process, resume, and config validation (exit 2)."""
+"""`traitrl train --preset tiny` end to end in real processes (kill, resume, evals, export) and config validation."""
 
 import json
 import subprocess
@@ -10,20 +10,6 @@ import pytest
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=600,
                           cwd=cwd)
-
-
-def test_train_tiny_then_resume(tmp_path):
-    run = tmp_path / "run"
-    proc = _cli("train", "--preset", "tiny", "--run-dir", str(run), "--learner.steps", "3")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "steps_run" in proc.stdout
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
-    assert (run / "hf" / "model.safetensors").is_file() and (run / "hf" / "tokenizer.json").is_file()
-    again = _cli("train", "--preset", "tiny", "--run-dir", str(run), "--learner.steps", "5", "--resume")
-    assert again.returncode == 0, again.stderr[-3000:]
-    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5]
-    assert json.loads((run / "summary.json").read_text())["steps_run"] == 2
 
 
 def test_train_validation_errors(tmp_path):
@@ -39,7 +25,8 @@ def test_train_validation_errors(tmp_path):
 
 @pytest.mark.slow
 def test_killed_mid_save_resumes_exactly(tmp_path):
-    """4 steps straight vs 2 steps + a process killed while writing checkpoint 3 + resume: bitwise the same."""
+    """The tiny preset end to end: 4 steps straight vs 2 steps + a process killed while writing checkpoint 3 +
+    resume -> bitwise the same weights and data order; evals logged; the export matches transformers' logits."""
     import os
 
     import numpy as np
@@ -57,6 +44,14 @@ def test_killed_mid_save_resumes_exactly(tmp_path):
     assert (ckpts / "2").is_dir() and not (ckpts / "3").is_dir()  # step 3 never became a checkpoint
     resumed = _cli(*common, "--run-dir", str(tmp_path / "b"), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["steps_run"] == 2 and "steps_run" in resumed.stdout
+    assert (tmp_path / "b" / "hf" / "tokenizer.json").is_file()
+
+    def metrics(run):  # one row per step (the killed step 3 was dropped on resume and redone), step 0 = evals
+        return [json.loads(l) for l in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    assert [m["step"] for m in metrics("b")] == [m["step"] for m in metrics("a")] == [0, 1, 2, 3, 4]
+    assert [m.get("reward") for m in metrics("b")] == [m.get("reward") for m in metrics("a")]
     a, b = load_file(tmp_path / "a" / "hf" / "model.safetensors"), load_file(tmp_path / "b" / "hf" / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -67,3 +62,21 @@ def test_killed_mid_save_resumes_exactly(tmp_path):
         return {(r["step"], r["id"], r["completion"]) for r in rows}
 
     assert samples("a") == samples("b") and len({s for s, _, _ in samples("a")}) == 4
+
+    # The in-loop evals ran at step 0 (before the kill) and at the end (after the resume).
+    steps = {json.loads(l)["step"] for l in (tmp_path / "b" / "evals.jsonl").read_text().splitlines()}
+    assert steps == {0, 4}
+
+    # The export loads in transformers with the same logits as ours.
+    import torch
+    import transformers
+
+    import models
+
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "b" / "hf", dtype=torch.float32).eval()
+    ours = models.load(tmp_path / "b" / "hf")
+    ids = np.array([[5, 17, 99, 3, 250, 8, 41]])
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids)).logits.numpy()
+    got = np.asarray(ours.model(ids, attention_mask=np.ones_like(ids, bool)))
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)

@@ -37,6 +37,7 @@ from engine.sharding import sharding_for
 from evals.persona.store import ActivationStore, StoreWriter
 from models.loader import Policy
 from rl.sampler import pad_prompts, pad_token_id
+from rl.sft import encode_example
 
 POSITIONS = ("response", "response_mean", "prompt_last", "all")
 _POOLED = ("response_mean", "prompt_last")
@@ -65,8 +66,6 @@ class CaptureConfig:
 
 def encode(tokenizer, example: dict, i: int = 0) -> tuple[list[int], int]:
     """(token ids, response start): the response is the final assistant turn, or all of a raw text."""
-    from rl.sft import encode_example
-
     if isinstance(example, dict) and isinstance(example.get("text"), str):
         return tokenizer(example["text"], add_special_tokens=False)["input_ids"], 1
     msgs = example.get("messages") if isinstance(example, dict) else None
@@ -100,19 +99,24 @@ def _forward(state, ids_BxL, mask_BxL, resp_BxL, *, graphdef, layers, pooled):
 _forward_jit = jax.jit(_forward, static_argnames=("graphdef", "layers", "pooled"))
 
 
-def residuals(policy: Policy, ids_BxL: np.ndarray, mask_BxL: np.ndarray, layers: Sequence[int],
-              pool_BxL: np.ndarray | None = None) -> dict[int, np.ndarray]:
-    """One sharded forward: {layer: [B, L, D]} residuals, or {layer: [B, D]} means over `pool_BxL` when given.
-
-    Rows are left-padded (positions follow the mask). Used by capture, the monitor and steering.
-    """
+def _dispatch(policy: Policy, ids_BxL, mask_BxL, layers: Sequence[int], pool_BxL=None) -> dict:
+    """Launches one sharded forward and returns its device outputs without waiting for them."""
     graphdef, state = nnx.split(policy.model)
     pooled = pool_BxL is not None
     arrays = [np.asarray(ids_BxL, np.int32), np.asarray(mask_BxL, bool),
               np.asarray(pool_BxL if pooled else mask_BxL, bool)]
     if policy.mesh is not None:
         arrays = [jax.device_put(a, sharding_for(a.shape, ("batch", None), policy.mesh)) for a in arrays]
-    out = _forward_jit(state, *arrays, graphdef=graphdef, layers=tuple(sorted(set(layers))), pooled=pooled)
+    return _forward_jit(state, *arrays, graphdef=graphdef, layers=tuple(sorted(set(layers))), pooled=pooled)
+
+
+def residuals(policy: Policy, ids_BxL: np.ndarray, mask_BxL: np.ndarray, layers: Sequence[int],
+              pool_BxL: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """One sharded forward: {layer: [B, L, D]} residuals, or {layer: [B, D]} means over `pool_BxL` when given.
+
+    Rows are left-padded (positions follow the mask). Used by capture, the monitor and steering.
+    """
+    out = _dispatch(policy, ids_BxL, mask_BxL, layers, pool_BxL)
     return {k: np.asarray(v, np.float32) for k, v in jax.device_get(out).items()}
 
 
@@ -137,6 +141,7 @@ def capture(policy: Policy, examples: Sequence[dict], out_dir: str | Path, cfg: 
                          {"model": policy.source, **(meta or {})})
     pad, buckets = pad_token_id(policy), _buckets(cfg.max_len)
     encoded = [encode(policy.tokenizer, ex, i) for i, ex in enumerate(examples)]
+    pending = None  # batch i is written to disk after batch i + 1 is dispatched: host and device overlap
     for start in range(0, len(encoded), cfg.batch_size):
         part = [(ids[: cfg.max_len], min(r, cfg.max_len)) for ids, r in encoded[start: start + cfg.batch_size]]
         idx = [writer.add_example(ids, r) for ids, r in part]
@@ -153,22 +158,30 @@ def capture(policy: Policy, examples: Sequence[dict], out_dir: str | Path, cfg: 
                 sel_BxL[b, off + 1:] = True
             else:
                 sel_BxL[b, off + max(r, 1):] = True
-        acts = residuals(policy, ids_BxL, mask_BxL, cfg.layers, sel_BxL if pooled else None)
-        n = len(part)
-        if pooled:
-            keep = sel_BxL[:n].any(1)  # chats without a response give no row
-            b_idx = np.flatnonzero(keep)
-            meta_Rx3 = np.stack([np.asarray(idx)[b_idx], np.full(len(b_idx), -1), np.full(len(b_idx), -1)], 1)
-            if cfg.positions == "prompt_last":
-                meta_Rx3[:, 1] = [part[b][1] - 1 for b in b_idx]
-                meta_Rx3[:, 2] = [part[b][0][part[b][1] - 1] for b in b_idx]
-            writer.add({k: v[b_idx] for k, v in acts.items()}, meta_Rx3)
-        else:
-            b_idx, col = np.nonzero(sel_BxL[:n])
-            pos = col - (L - np.asarray([len(part[b][0]) for b in b_idx], int))
-            meta_Rx3 = np.stack([np.asarray(idx)[b_idx], pos, ids_BxL[b_idx, col]], 1)
-            writer.add({k: v[b_idx, col] for k, v in acts.items()}, meta_Rx3)
+        out = _dispatch(policy, ids_BxL, mask_BxL, cfg.layers, sel_BxL if pooled else None)
+        if pending is not None:
+            _write(writer, *pending, pooled=pooled, positions=cfg.positions)
+        pending = (out, part, idx, ids_BxL, sel_BxL)
+    _write(writer, *pending, pooled=pooled, positions=cfg.positions)
     return writer.close()
+
+
+def _write(writer: StoreWriter, out, part, idx, ids_BxL, sel_BxL, *, pooled: bool, positions: str) -> None:
+    """Pulls one batch's captured residuals and appends the selected rows (with their metadata)."""
+    acts = {k: np.asarray(v, np.float32) for k, v in jax.device_get(out).items()}
+    n, L = len(part), ids_BxL.shape[1]
+    if pooled:
+        b_idx = np.flatnonzero(sel_BxL[:n].any(1))  # chats without a response give no row
+        meta_Rx3 = np.stack([np.asarray(idx)[b_idx], np.full(len(b_idx), -1), np.full(len(b_idx), -1)], 1)
+        if positions == "prompt_last":
+            meta_Rx3[:, 1] = [part[b][1] - 1 for b in b_idx]
+            meta_Rx3[:, 2] = [part[b][0][part[b][1] - 1] for b in b_idx]
+        writer.add({k: v[b_idx] for k, v in acts.items()}, meta_Rx3)
+    else:
+        b_idx, col = np.nonzero(sel_BxL[:n])
+        pos = col - (L - np.asarray([len(part[b][0]) for b in b_idx], int))
+        meta_Rx3 = np.stack([np.asarray(idx)[b_idx], pos, ids_BxL[b_idx, col]], 1)
+        writer.add({k: v[b_idx, col] for k, v in acts.items()}, meta_Rx3)
 
 
 def completion_means(policy: Policy, prompt_ids_BxL: np.ndarray, prompt_mask_BxL: np.ndarray,

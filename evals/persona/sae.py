@@ -168,19 +168,18 @@ def _nmse(err_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(err_BxD)) / jnp.maximum(var, 1e-12)
 
 
-def _losses(p: SAEParams, x_BxD: jax.Array, dead_N: jax.Array, cfg: SAEConfig):
+def _losses(p: SAEParams, x_BxD: jax.Array, dead_N: jax.Array, cfg: SAEConfig, with_aux: bool = True):
     vals, idx, pre_BxN = _topk(p, x_BxD, cfg.k)
     err_BxD = x_BxD - _decode(p, vals, idx)
     fvu = _nmse(err_BxD, x_BxD)
-    # AuxK: the top aux_k *dead* latents try to reconstruct what the live ones missed. Under a
-    # cond: while nothing is dead (most steps of a healthy run) its top-k and gather never run.
-    def aux_loss(p, pre_BxN):
-        aux_vals, aux_idx = jax.lax.top_k(jnp.where(dead_N, pre_BxN, -jnp.inf), cfg.aux_k)
-        aux_vals = jnp.where(jnp.isfinite(aux_vals), jax.nn.relu(aux_vals), 0.0)
-        target = jax.lax.stop_gradient(err_BxD)
-        return _nmse(target - jnp.einsum("bk,bkd->bd", aux_vals, p.w_dec_NxD[aux_idx]), target)
-
-    aux = jax.lax.cond(jnp.any(dead_N), aux_loss, lambda p, pre: jnp.zeros((), pre.dtype), p, pre_BxN)
+    if not with_aux:
+        return fvu, (fvu, jnp.zeros_like(fvu), vals, idx)
+    # AuxK: the top aux_k *dead* latents try to reconstruct what the live ones missed.
+    aux_vals, aux_idx = jax.lax.top_k(jnp.where(dead_N, pre_BxN, -jnp.inf), cfg.aux_k)
+    aux_vals = jnp.where(jnp.isfinite(aux_vals), jax.nn.relu(aux_vals), 0.0)
+    target = jax.lax.stop_gradient(err_BxD)
+    aux = _nmse(target - jnp.einsum("bk,bkd->bd", aux_vals, p.w_dec_NxD[aux_idx]), target)
+    aux = jnp.where(jnp.any(dead_N), aux, 0.0)
     return fvu + cfg.aux_coef * aux, (fvu, aux, vals, idx)
 
 
@@ -202,9 +201,14 @@ def _schedule(cfg: SAEConfig) -> optax.Schedule:
 
 
 def _build_step(cfg: SAEConfig, tx: optax.GradientTransformation, shardings):
-    def step(state: _State, x_BxD: jax.Array):
+    """`step(state, x_BxD, with_aux)`: two compiled variants. The host picks the AuxK one only while some
+    latent is dead (the aux top-k and gather cost as much as the rest of the step), rather than a
+    `lax.cond` inside the step: a conditional over sharded latents deadlocked XLA:CPU's collectives."""
+
+    def step(state: _State, x_BxD: jax.Array, with_aux: bool):
         dead_N = state.since_fired_N > cfg.dead_tokens
-        (loss, (fvu, aux, vals, idx)), g = jax.value_and_grad(_losses, has_aux=True)(state.params, x_BxD, dead_N, cfg)
+        (loss, (fvu, aux, vals, idx)), g = jax.value_and_grad(_losses, has_aux=True)(state.params, x_BxD, dead_N, cfg,
+                                                                                      with_aux)
         w = state.params.w_dec_NxD  # keep decoder rows on the unit sphere: drop the radial gradient
         g = dataclasses.replace(g, w_dec_NxD=g.w_dec_NxD - jnp.sum(g.w_dec_NxD * w, -1, keepdims=True) * w)
         updates, opt_state = tx.update(g, state.opt_state, state.params)
@@ -213,12 +217,13 @@ def _build_step(cfg: SAEConfig, tx: optax.GradientTransformation, shardings):
                                      / jnp.maximum(jnp.linalg.norm(params.w_dec_NxD, axis=-1, keepdims=True), 1e-12))
         fired_N = jnp.zeros_like(dead_N).at[idx.reshape(-1)].max(vals.reshape(-1) > 0)
         since = jnp.where(fired_N, 0, state.since_fired_N + x_BxD.shape[0])
-        metrics = {"loss": loss, "fvu": fvu, "aux_loss": aux, "dead_fraction": jnp.mean(dead_N.astype(jnp.float32))}
+        metrics = {"loss": loss, "fvu": fvu, "aux_loss": aux, "dead_fraction": jnp.mean(dead_N.astype(jnp.float32)),
+                   "max_since_fired": jnp.max(since)}
         return _State(params, opt_state, since), metrics
 
     if shardings is None:
-        return jax.jit(step, donate_argnums=0)
-    return jax.jit(step, donate_argnums=0, out_shardings=(shardings, None))
+        return jax.jit(step, donate_argnums=0, static_argnums=2)
+    return jax.jit(step, donate_argnums=0, static_argnums=2, out_shardings=(shardings, None))
 
 
 def _train_batches(store: ActivationStore, layer: int, cfg: SAEConfig, rng: np.random.Generator):
@@ -283,10 +288,15 @@ def train_sae(store: ActivationStore, layer: int, cfg: SAEConfig = SAEConfig(), 
 
         bar = tqdm(total=cfg.steps, desc="sae", dynamic_ncols=True)
     replay = iter(np.split(first, len(first) // cfg.batch_size))  # the init buffer is trained on, not skipped
+    # No latent can be dead before dead_tokens rows have passed; after that, ask the device every
+    # `check` steps (one scalar) whether any is, and run the AuxK variant while one is.
+    with_aux, check = False, max(1, min(cfg.log_every, 10))
     for s in range(cfg.steps):
         x = next(replay, None)
         x = next(batches) if x is None else x
-        state, metrics = step(state, put_batch(x / np.float32(scale)))
+        state, metrics = step(state, put_batch(x / np.float32(scale)), with_aux)
+        if (s + 1) * cfg.batch_size > cfg.dead_tokens and s % check == 0:
+            with_aux = int(metrics["max_since_fired"]) > cfg.dead_tokens
         if s % cfg.log_every == 0 or s == cfg.steps - 1:
             logged.append((s + 1, metrics))  # device arrays: read once at the end, never stalling the loop
         if bar is not None:

@@ -260,7 +260,9 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern:
     parts = []
     for t in terms:
         t = norm(t)
-        parts.append((r"(?<![a-z0-9])" if t[:1].isalnum() else "") + re.escape(t))
+        # A number must not continue another one: "5 kPa" is not inside "7.5 kPa" or "15 kPa".
+        anchor = r"(?<![a-z0-9])(?<![0-9][.,])" if t[:1].isdigit() else r"(?<![a-z0-9])" if t[:1].isalnum() else ""
+        parts.append(anchor + re.escape(t))
     return re.compile("|".join(parts) if parts else r"(?!x)x")
 
 

@@ -22,8 +22,8 @@ import pytest
 
 import models
 from engine.cli import main
-from rl.graders.http_judge import HTTPJudge, JudgeConfig, judge_prompt
-from rl.graders.local_judge import LocalJudge
+from rl.graders.http_judge import HTTPJudge, JudgeConfig, judge_prompt, parse_score_0_100
+from rl.graders.local_judge import LocalJudge, LocalJudgeConfig
 from rl.graders.rubric import make_rubric_grader
 from rl.sampler import SamplingConfig, encode_prompts, generate_text
 from tests.rl.test_local_judge import judge_items, rubric_batch, yes_no_policy
@@ -34,13 +34,15 @@ REPO = Path(__file__).resolve().parents[2]
 class Server:
     """`python -m engine.cli serve` in a subprocess; waits for its ready line."""
 
-    def __init__(self, model_dir: Path, port: int, log: Path, tmp: Path):
+    def __init__(self, model_dir: Path, port: int, log: Path, tmp: Path, xla_cache: Path):
+        # Every generation has 4 rows (one compiled program per prompt bucket), and the restarted server
+        # loads the first one's programs from JAX's persistent cache: the test pays for 2 compilations.
         cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", str(model_dir), "--port", str(port),
-               "--served-name", "judge", "--max-batch", "4", "--max-new-tokens-limit", "8",
+               "--served-name", "judge", "--max-batch", "4", "--pad-to-max-batch", "--max-new-tokens-limit", "8",
                "--batch-delay-s", "0.15", "--request-log", str(log)]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        # The restarted server reuses the first one's XLA programs: the persistent cache covers CPU.
-        env.update(JAX_COMPILATION_CACHE_DIR=str(tmp / "xla"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+        env = dict(os.environ, PYTHONPATH=str(REPO), JAX_COMPILATION_CACHE_DIR=str(xla_cache),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+        self.xla_cache = xla_cache
         self.stderr = tmp / f"server-{port}-{time.monotonic_ns()}.err"
         self.log = log
         with open(self.stderr, "w") as err:
@@ -71,7 +73,7 @@ def judge_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(judge_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
-    srv = Server(judge_model[1], 0, tmp / "requests-1.jsonl", tmp)
+    srv = Server(judge_model[1], 0, tmp / "requests-1.jsonl", tmp, tmp / "xla")
     yield srv
     if srv.proc.poll() is None:  # the kill test may have replaced it
         srv.proc.send_signal(signal.SIGTERM)
@@ -82,7 +84,7 @@ def _chat(url: str, **body):
     return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
 
 
-def test_endpoints_shapes_errors_and_batching(server, judge_model):
+def test_endpoints_shapes_errors_and_batching(server, judge_model, tmp_path):
     policy, _ = judge_model
     health = httpx.get(f"{server.url}/health").json()
     assert health["status"] == "ok" and health["model"] == "judge"
@@ -117,6 +119,17 @@ def test_endpoints_shapes_errors_and_batching(server, judge_model):
     r = httpx.post(f"{server.url}/v1/chat/completions", content=b"{not json", timeout=10)
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
 
+    # The 0-100 judge over HTTP: the reply parsed; a None score is cached as such (not as a miss).
+    cfg = JudgeConfig(base_url=server.url, model="judge", cache_dir=str(tmp_path / "scores"))
+    prompts = ["Rate this answer from 0 to 100: 'Paris'.", [{"role": "user", "content": "Score 0-100: ok"}]]
+    scores = HTTPJudge(cfg).score_0_100(prompts)
+    for p, score in zip(prompts, scores):
+        msgs = [{"role": "user", "content": p}] if isinstance(p, str) else p
+        reply = _chat(server.url, messages=msgs, max_tokens=cfg.score_max_tokens, temperature=0).json()
+        assert score == parse_score_0_100(reply["choices"][0]["message"]["content"])
+    again = HTTPJudge(cfg)
+    assert again.score_0_100(prompts) == scores and again.cache_hits == 2 and again.requests == 0
+
     # 8 concurrent requests with --max-batch 4 are answered by batched generations, not one by one.
     before = len(server.answered())
     threads = [threading.Thread(target=_chat, args=(server.url,),
@@ -125,9 +138,10 @@ def test_endpoints_shapes_errors_and_batching(server, judge_model):
     [t.start() for t in threads]
     [t.join() for t in threads]
     sizes = [row["batch"] for row in server.answered()[before:]]
-    assert len(sizes) == 8 and max(sizes) > 1
+    assert len(sizes) == 8 and max(sizes) > 1  # "batch": requests in the batch that answered it
 
 
+@pytest.mark.slow  # ~15-25 s on 2 busy cores: two server starts
 def test_rubric_judge_survives_kill_9_mid_batch(server, judge_model, tmp_path):
     policy, model_dir = judge_model
     recs, comps = rubric_batch(12)  # 36 distinct (completion, criterion) items
@@ -138,7 +152,8 @@ def test_rubric_judge_survives_kill_9_mid_batch(server, judge_model, tmp_path):
     ref_start = len(server.answered())
     ref_judge = HTTPJudge(JudgeConfig(**cfg, cache_dir=str(tmp_path / "cache-ref")))
     reference = make_rubric_grader(ref_judge)(None, comps, recs)
-    assert reference == make_rubric_grader(LocalJudge(policy))(None, comps, recs)
+    in_process = LocalJudge(policy, LocalJudgeConfig(mode="logprob"))  # = greedy verdicts here (test_local_judge)
+    assert reference == make_rubric_grader(in_process)(None, comps, recs)
     assert len(set(reference)) > 1  # the verdicts depend on the item
 
     # The same batch again, with the server killed (-9) part-way and restarted on the same port.
@@ -156,7 +171,7 @@ def test_rubric_judge_survives_kill_9_mid_batch(server, judge_model, tmp_path):
     server.proc.wait()
     first = server.answered()[done_before:]
     assert 8 <= len(first) < 36, len(first)  # killed part-way through the batch
-    restarted = Server(model_dir, server.port, tmp_path / "requests-2.jsonl", tmp_path)
+    restarted = Server(model_dir, server.port, tmp_path / "requests-2.jsonl", tmp_path, server.xla_cache)
     try:
         worker.join(timeout=120)
         assert not worker.is_alive()

@@ -84,6 +84,7 @@ def tiny_policy():
     return models.Policy(models.init(cfg, seed=0), tok, cfg, "", None)
 
 
+@pytest.mark.slow  # 20-25 s on a shared 2-core box: three compilations (log-prob, decode, SFT step)
 def test_attack_on_tiny_model_lowers_loss_and_writes_after_attack_results(tiny_policy, tmp_path):
     import jax
     from flax import nnx

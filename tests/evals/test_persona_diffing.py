@@ -6,8 +6,8 @@ diffing must find that direction -- as a mean shift, as the top-ranked SAE laten
 top-ranked candidate direction.
 """
 
-import dataclasses
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -16,7 +16,7 @@ from engine.sharding import make_mesh
 from evals.persona.diffing import decoder_cosines, mean_shift, rank_directions, rank_latents
 from evals.persona.directions import Direction, ProbeConfig, mean_difference, project, train_probe
 from evals.persona.latents import latent_stats
-from evals.persona.sae import SAE, SAEConfig, evaluate, train_sae
+from evals.persona.sae import SAE, SAEConfig, SAEParams, _losses, evaluate, train_sae
 from evals.persona.store import ActivationStore, StoreWriter, heldout_rows, stream_moments
 
 D, M, LAYER = 32, 48, 3
@@ -65,6 +65,7 @@ def test_store_round_trip_in_chunks(planted, tmp_path):
     rows = np.concatenate([r for _, r in before.iter_chunks(LAYER)])
     assert (rows[:, 0] == np.arange(4000) // 4).all() and len(before.examples()) == 1000
     mean, var, n = stream_moments(before, LAYER)
+    assert n == 4000
     np.testing.assert_allclose(mean, base.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(var, base.var(0), rtol=1e-4, atol=1e-5)
     assert heldout_rows(rows, 5).sum() == 4 * 200  # whole examples held out
@@ -91,7 +92,7 @@ def test_mean_shift_and_direction_ranking_recover_the_planted_direction(planted,
 
 
 def test_contrastive_direction_and_probe_separate_the_sets(planted, tmp_path):
-    before, after, d, base = planted
+    _, after, d, base = planted
     # Contrast: rows with the feature on vs the same rows without it (the same examples in both sets).
     on = np.abs((np.concatenate([x for x, _ in after.iter_chunks(LAYER)]) - base) @ d) > 1
     pos, neg = _write(tmp_path / "pos", (base + 3 * d)[on]), _write(tmp_path / "neg", base[on])
@@ -126,10 +127,20 @@ def test_sae_on_the_mesh_learns_and_diffing_finds_the_planted_latent(planted, tm
                                rtol=1e-5, atol=1e-5)
 
 
-def test_sae_aux_loss_revives_dead_latents(planted):
+def test_auxk_loss_reaches_only_dead_latents_and_dead_tracking_counts_rows(planted):
     _, after, _, _ = planted
-    cfg = SAEConfig(width=256, k=2, aux_k=32, steps=120, batch_size=128, lr=5e-3, dead_tokens=256, log_every=20)
-    _, with_aux = train_sae(after, LAYER, cfg)
-    assert max(h["aux_loss"] for h in with_aux) > 0  # dead latents were found and trained
-    _, without = train_sae(after, LAYER, dataclasses.replace(cfg, aux_coef=0.0))
-    assert with_aux[-1]["dead_fraction"] < without[-1]["dead_fraction"], (with_aux[-1], without[-1])
+    x = jnp.asarray(np.asarray(after.chunk(0, LAYER), np.float32)[:128])
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, D)).astype(np.float32)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    p = SAEParams(jnp.asarray(w.T), jnp.zeros(64), jnp.asarray(w), jnp.asarray(x.mean(0)))
+    dead = jnp.arange(64) >= 48
+    cfg = SAEConfig(width=64, k=4, aux_k=8)
+    aux_only = lambda q: _losses(q, x, dead, cfg)[1][1]
+    aux, g = jax.jit(jax.value_and_grad(aux_only))(p)
+    assert float(aux) > 0
+    live_cols = np.abs(np.asarray(g.w_enc_DxN))[:, :48].max()
+    assert live_cols == 0 and np.abs(np.asarray(g.w_enc_DxN))[:, 48:].max() > 0
+    assert np.abs(np.asarray(g.w_dec_NxD))[:48].max() == 0 and np.abs(np.asarray(g.w_dec_NxD))[48:].max() > 0
+    no_aux = jax.jit(lambda q, dead_N: _losses(q, x, dead_N, cfg)[1][1])
+    assert float(no_aux(p, jnp.zeros(64, bool))) == 0  # nothing dead: no aux term

@@ -18,7 +18,7 @@ from engine.errors import UserError
 from rl.graders.http_judge import JudgeError, judge_prompt, parse_score_0_100
 from rl.graders.local_judge import LocalJudge, LocalJudgeConfig
 from rl.graders.rubric import make_rubric_grader
-from rl.sampler import SamplingConfig, encode_prompts, generate_text, pad_prompts
+from rl.sampler import SamplingConfig, encode_prompts, generate, pad_prompts
 
 
 def tiny_policy(seed: int = 0) -> models.Policy:
@@ -106,13 +106,15 @@ def test_both_modes_agree_batch_and_dedupe(yes_no):
 
 def test_score_0_100_parses_greedy_replies(base):
     prompts = [f"Rate answer {i} ({'good' if i % 2 else 'poor'}) from 0 to 100, or say CODE or REFUSAL."
-               for i in range(15)]
+               for i in range(23)]
     prompts += [[{"role": "system", "content": "Judge."}, {"role": "user", "content": "Rate: fine."}]]
     chats = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
-    policy = restrict_to(base, "4", " yes", chats)  # replies like "44 yes 4", " yes yes", "4444"
-    judge = LocalJudge(policy, LocalJudgeConfig(score_max_new_tokens=6, batch_size=16, prompt_buckets=ONE_BUCKET))
+    policy = restrict_to(base, "4", " yes", chats)  # replies like "44 yes", " yes yes", "4444"
+    # The shapes of the first test (24 prompts, 16 rows, 4 new tokens): no new compilation.
+    judge = LocalJudge(policy, LocalJudgeConfig(score_max_new_tokens=4, batch_size=16, prompt_buckets=ONE_BUCKET))
     scores = judge.score_0_100(prompts)
-    texts = generate_text(policy, chats, SamplingConfig(temperature=0.0, max_new_tokens=6, prompt_buckets=ONE_BUCKET))
+    texts = generate(policy, chats, SamplingConfig(temperature=0.0, max_new_tokens=4, prompt_buckets=ONE_BUCKET),
+                     batch_size=16).texts
     assert scores == [parse_score_0_100(t) for t in texts]
     assert any(s is not None for s in scores), texts
 
