@@ -95,7 +95,7 @@ def eval_cmd(model: str = "", benchmarks: tuple[str, ...] = (), limit: int | Non
         seed: picks item subsets and held-out pools.
         out: output directory (default: the run directory, else runs/eval/<model name>).
         step: checkpoint step of a run directory (default: the latest).
-        benchmarks_dir: folder of the shipped public files (default $TRAITRL_BENCHMARKS or ../shared/benchmarks).
+        benchmarks_dir: folder of the shipped public files (default $TRAITRL_BENCHMARKS or the copy in evals/benchmarks).
         benchmark_file: FORMAT=PATH (one or more): register (and run) user files; formats: anthropic-ab, truthfulqa,
             xstest, healthbench, em-yaml, strongreject, harmbench, sycophancy-eval, records.
         judge_url: OpenAI-compatible judge endpoint, for judge-scored benchmarks (em-first-plot, healthbench).

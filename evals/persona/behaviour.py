@@ -35,7 +35,7 @@ from rl.sampler import pad_token_id
 from rl.sft import SFTConfig, encode_examples
 from rl.train_step import batch_sharding
 
-EM_FILE = Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "emergent_misalignment" / "first_plot_questions.yaml"
+EM_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "emergent_misalignment" / "first_plot_questions.yaml"
 
 
 def false_claim_items(n: int, seed: int = 0) -> list[dict]:
