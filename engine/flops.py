@@ -4,7 +4,8 @@ Utilisation = model FLOPs of the work done / wall time / (peak per device x devi
 count matmuls only (2 per multiply-add): the decoder's projections and MLP, the lm head, and the
 attention scores and mix over the real context; a backward pass costs twice its forward.
 Accelerator peaks are the vendors' dense figures; a CPU has no published number, so its fp32 matmul
-rate is measured once (a jitted 2048^3 matmul, best of several) and cached per machine.
+rate is measured once per process (a jitted 2048^3 matmul chain, best of several) and the best rate ever
+seen on the machine is cached: a measurement taken while the host is busy must not understate the peak.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def grpo_step_flops(cfg: ModelConfig, B: int, prompt_len: int, completion_len: i
     return {"rollout": rollout, "reference": full if reference else 0.0, "update": 3 * full * iterations}
 
 
+_MEASURED: dict[str, float] = {}
+
+
 def _cache_file() -> Path:
     root = Path(os.environ.get("TRAITRL_CACHE", Path.home() / ".cache" / "traitrl"))
     return root / "peak_flops.json"
@@ -92,12 +96,14 @@ def peak_flops(dtype: str = "float32", device: jax.Device | None = None) -> floa
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key not in cached:
-        cached[key] = measure_matmul_peak(dtype=jnp.dtype(dtype))
-        log.info("measured %s matmul peak: %.1f GFLOP/s", key, cached[key] / 1e9)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(cached, indent=1))
-        except OSError:
-            pass
-    return cached[key]
+    if key not in _MEASURED:  # once per process; the cache keeps the best ever seen (a busy host measures low)
+        _MEASURED[key] = measure_matmul_peak(dtype=jnp.dtype(dtype))
+        log.info("measured %s matmul peak: %.1f GFLOP/s", key, _MEASURED[key] / 1e9)
+        if _MEASURED[key] > cached.get(key, 0.0):
+            cached[key] = _MEASURED[key]
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(cached, indent=1))
+            except OSError:
+                pass
+    return max(_MEASURED[key], cached.get(key, 0.0))
