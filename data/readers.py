@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +78,29 @@ def _jsonl_lines(path: Path):
                 yield where, json.loads(line)
             except json.JSONDecodeError as e:
                 yield where, UserError(f"{where}: field '<line>': expected valid JSON, got parse error: {e.msg}")
+
+
+def read_json_objects(path: str | Path, check: Callable[[Any], str | None], what: str) -> list[dict]:
+    """Reads a JSONL file of objects for a command (prompts, chats, examples): a bad line stops with
+    `file:line: <what check says>`; `check(item)` returns None when the item is fine."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: file not found")
+    items = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{p}:{n}: not valid JSON ({e.msg})") from None
+        problem = check(item)
+        if problem is not None:
+            raise UserError(f"{p}:{n}: {problem}")
+        items.append(item)
+    if not items:
+        raise UserError(f"{p}: no {what}")
+    return items
 
 
 def read_jsonl(path: str | Path, on_error: OnError = "raise", known_graders=None) -> tuple[list[Record], ReadStats]:

@@ -95,22 +95,14 @@ def _as_messages(item: dict) -> list[dict]:
 
 
 def _read_prompts(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(item, dict) or not (isinstance(item.get("prompt"), str) or isinstance(item.get("messages"), list)):
-            raise UserError(f'{path}:{n}: expected {{"messages": [...]}} or {{"prompt": "..."}}')
-        items.append(item)
-    if not items:
-        raise UserError(f"{path}: no prompts")
-    return items
+    from data.readers import read_json_objects
+
+    def check(item):
+        if isinstance(item, dict) and (isinstance(item.get("prompt"), str) or isinstance(item.get("messages"), list)):
+            return None
+        return 'expected {"messages": [...]} or {"prompt": "..."}'
+
+    return read_json_objects(path, check, "prompts")
 
 
 def data_preview(data, samples: int = 5, mix: int = 10_000, model: str | None = None) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 
+from data.readers import read_json_objects
 from engine.checkpoint import CheckpointConfig, Checkpointer
 from engine.errors import UserError
 from engine.sharding import make_mesh
@@ -37,30 +38,21 @@ class SFTRunConfig:
     checkpoint: CheckpointConfig = CheckpointConfig(save_every=50, keep=2)  # save cadence, retention
 
 
+def _check_chat(item) -> str | None:
+    msgs = item.get("messages") if isinstance(item, dict) else None
+    if not isinstance(msgs, list) or not msgs:
+        return "field 'messages': expected a non-empty list of {role, content}"
+    for i, m in enumerate(msgs):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+            return f"field 'messages[{i}]': expected {{role: str, content: str}}"
+    if msgs[-1]["role"] != "assistant" or not msgs[-1]["content"]:
+        return "field 'messages[-1]': expected a non-empty assistant message to learn"
+    return None
+
+
 def read_chats(path: Path) -> list[dict]:
     """Reads and validates the chats; a bad line is reported as file:line with the field."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    chats = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        msgs = item.get("messages") if isinstance(item, dict) else None
-        if not isinstance(msgs, list) or not msgs:
-            raise UserError(f"{path}:{n}: field 'messages': expected a non-empty list of {{role, content}}")
-        for i, m in enumerate(msgs):
-            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-                raise UserError(f"{path}:{n}: field 'messages[{i}]': expected {{role: str, content: str}}")
-        if msgs[-1]["role"] != "assistant" or not msgs[-1]["content"]:
-            raise UserError(f"{path}:{n}: field 'messages[-1]': expected a non-empty assistant message to learn")
-        chats.append({"messages": msgs})
-    if not chats:
-        raise UserError(f"{path}: no chats")
-    return chats
+    return [{"messages": c["messages"]} for c in read_json_objects(path, _check_chat, "chats")]
 
 
 def run_sft(cfg: SFTRunConfig) -> dict:

@@ -151,7 +151,7 @@ def train(cfg: TrainConfig):
         if policy.tokenizer is None:
             raise UserError(f"{cfg.model}: has no tokenizer files; training needs one for the chat template")
         if jax.process_index() == 0:
-            (run_dir / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(cfg)), indent=2))
+            (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
         reference = None
         if cfg.grpo.beta > 0:  # a frozen copy of the initial parameters (no second model object)
             reference = jax.tree.map(jnp.copy, nnx.state(policy.model, nnx.Param))
@@ -194,12 +194,4 @@ def print_summary(summary: dict) -> None:
     width = max(map(len, summary))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
                     for k, v in summary.items()))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return str(x) if isinstance(x, Path) else x
 

@@ -13,7 +13,6 @@ coherent > 50; replies the aligned judge calls CODE or REFUSAL leave the denomin
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from typing import Protocol
@@ -101,46 +100,5 @@ class HTTPChatJudge(HTTPJudge):
     """HTTPJudge (yes/no rubric verdicts, disk-cached) plus free-text `complete` with the same retry policy."""
 
     def complete(self, conversations: Sequence[list[dict]]) -> list[str]:
-        return asyncio.run(self._complete_all(conversations))
-
-    async def _complete_all(self, conversations):
-        httpx, cfg = self._httpx, self.cfg
-        sem = asyncio.Semaphore(cfg.max_concurrency)
-        async with httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), headers=self._headers(),
-                                     limits=httpx.Limits(max_connections=cfg.max_concurrency),
-                                     timeout=httpx.Timeout(cfg.timeout_s)) as client:
-            return list(await asyncio.gather(*(self._ask(client, sem, list(c)) for c in conversations)))
-
-    def _headers(self) -> dict:
-        import os
-
-        from engine.errors import UserError
-
-        if not self.cfg.api_key_env:
-            return {}
-        key = os.environ.get(self.cfg.api_key_env)
-        if not key:
-            raise UserError(f"option 'judge.api_key_env': environment variable {self.cfg.api_key_env} is not set")
-        return {"Authorization": f"Bearer {key}"}
-
-    async def _ask(self, client, sem: asyncio.Semaphore, messages: list[dict]) -> str:
-        cfg = self.cfg
-        body = {"model": cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": max(cfg.max_tokens, 16)}
-        last = "no attempt"
-        for attempt in range(cfg.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(min(cfg.backoff_max_s, cfg.backoff_s * 2 ** (attempt - 1)))
-            async with sem:
-                self.requests += 1
-                try:
-                    resp = await client.post("/v1/chat/completions", json=body)
-                except self._httpx.TransportError as e:
-                    last = f"{type(e).__name__}: {e}"
-                    continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}"
-                continue
-            if resp.status_code != 200:
-                raise JudgeError(f"judge {cfg.base_url}: HTTP {resp.status_code}: {resp.text[:200]}")
-            return resp.json()["choices"][0]["message"]["content"]
-        raise JudgeError(f"judge {cfg.base_url}: gave up after {cfg.max_retries + 1} attempts ({last})")
+        # The same request path as the verdicts: retries, concurrency limit, dedup and the disk cache.
+        return self._ask([list(c) for c in conversations], "text", max(self.cfg.max_tokens, 16), str)

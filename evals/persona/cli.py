@@ -18,7 +18,6 @@ from typing import Annotated, Literal
 
 import tyro
 
-from engine.errors import UserError
 from evals.persona.config import ExperimentConfig
 
 DATA_KINDS = ("narrow-misaligned", "narrow-aligned", "realign", "persona-misaligned", "persona-aligned",
@@ -34,22 +33,14 @@ def _mesh(mesh: tuple[int, int, int] | None):
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(item, dict) or not (isinstance(item.get("messages"), list) or isinstance(item.get("text"), str)):
-            raise UserError(f'{path}:{n}: expected {{"messages": [...]}} or {{"text": "..."}}')
-        items.append(item)
-    if not items:
-        raise UserError(f"{path}: no examples")
-    return items
+    from data.readers import read_json_objects
+
+    def check(item):
+        if isinstance(item, dict) and (isinstance(item.get("messages"), list) or isinstance(item.get("text"), str)):
+            return None
+        return 'expected {"messages": [...]} or {"text": "..."}'
+
+    return read_json_objects(path, check, "examples")
 
 
 def persona_data(kind: Literal[DATA_KINDS], out: Path, n: int = 256, seed: int = 0) -> None:  # type: ignore[valid-type]

@@ -177,7 +177,7 @@ class Experiment:
             realign.run_to(c)
             self.measure("realign", c, judge=c == cfg.realign_steps)
         self.summary.update(self._diff(), sft_losses=sft.losses, realign_losses=realign.losses,
-                            config=_jsonable(dataclasses.asdict(cfg)), points=self.points)
+                            config=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), points=self.points)
         (self.out / "results.json").write_text(json.dumps(self.summary, indent=1))
         return self.summary
 
@@ -194,14 +194,6 @@ class Experiment:
             p.pop("latent_mean"), p.pop("latent_std")
         return {"top_latents": top, "latent_tracks": tracks,
                 "bottom_latents": [dataclasses.asdict(c) for c in ranked[-3:]]}
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return str(x) if isinstance(x, Path) else x
 
 
 def onset_steps(points: list[dict], keys: list[str], frac: float = 0.5) -> dict[str, int | None]:
