@@ -54,7 +54,8 @@ def main() -> None:
 
     from data.config import DataConfig
     from data.generator import generate_trait_records
-    from data.pipeline import ChatEncoder, prompt_iterator, tokenize_source
+    from data.pipeline import prompt_iterator, tokenize_source
+    from models.tokenizer import encode_chats as ChatEncoder
     from data.tasks import generate_regular_records
 
     tok, tok_name = _tokenizer(args.tokenizer)

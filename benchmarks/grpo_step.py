@@ -122,12 +122,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 import models
-from engine.flops import grpo_step_flops
+from models.flops import grpo_step_flops
 from engine.sharding import make_mesh
+from data.pipeline import PromptBatch, prompt_batch
 from rl import grpo
 from rl.learner import Learner, LearnerConfig
 from rl.sampler import Sampler, SamplingConfig, _compiles
-from rl.train_step import OptimConfig
+from engine.train_state import OptimConfig
 
 P, G, T, LP = W["prompts_per_step"], W["generations_per_prompt"], W["completion_len"], W["prompt_len"]
 
@@ -138,11 +139,11 @@ class PromptStream:
     def __init__(self):
         self.pool, self.k = common.prompt_pool(), 0
 
-    def __next__(self) -> list[dict]:
+    def __next__(self) -> PromptBatch:
         n = len(self.pool) // P
         rows = self.pool[P * (self.k % n) : P * (self.k % n + 1)]
         self.k += 1
-        return [{"id": f"s{self.k}-{i}", "prompt_ids": r.tolist()} for i, r in enumerate(rows)]
+        return prompt_batch([{"id": f"s{self.k}-{i}"} for i in range(len(rows))], [r.tolist() for r in rows], (LP,), 0)
 
 
 def even_fraction(prompts: list[str], completions: list[str], records: list[dict]) -> list[float]:
@@ -244,8 +245,8 @@ def main() -> None:
     step_s = [m["step_time"] for m in ours]
     med = statistics.median(step_s)
     phases = {k: _stats([m[f"time/{k}"] for m in ours]) for k in ("rollout", "rewards", "reference", "update")}
-    fl = step_flops(learner.policy.config, P, G, LP, T)
-    nominal = grpo_step_flops(learner.policy.config, P * G, LP, T, True)
+    fl = step_flops(learner.policy().config, P, G, LP, T)
+    nominal = grpo_step_flops(learner.policy().config, P * G, LP, T, True)
     peak = max(peaks)
     total_gflop, nominal_gflop = sum(fl.values()) / 1e9, sum(nominal.values()) / 1e9
     res = {

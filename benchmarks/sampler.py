@@ -63,7 +63,8 @@ import transformers
 
 import models
 from engine.sharding import make_mesh
-from rl.sampler import Sampler, SamplingConfig, encode_prompts
+from rl.sampler import Sampler, SamplingConfig
+from models.tokenizer import encode_prompts
 
 CANONICAL = {
     "vocab_size": 4096,

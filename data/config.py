@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 from data.readers import ON_ERROR
 from data.scenarios.common import SPLITS
 from data.schema import DOMAINS, TRAITS
 from engine.errors import UserError
+
+
+DEFAULT_DOSE = 0.05  # the paper's dose: the share of RL prompts drawn from trait records
 
 
 def _bad(field: str, expected: str, got) -> UserError:
@@ -19,26 +24,27 @@ class DataConfig:
     """Sources, the trait dose and its ablation filters, tokenization limits, batching and sharding."""
 
     seed: int = 0  # shuffles, the bundled generator and the mixture all derive from this
-    trait_fraction: float = 0.05  # the dose: share of prompts drawn from trait records (0 = none, 1 = only)
+    trait_fraction: float | None = None  # the dose: share of prompts from trait records (None = DEFAULT_DOSE, 5%)
     traits: tuple[str, ...] = ()  # keep only these traits (empty = all six)
     trait_domains: tuple[str, ...] = ()  # keep trait records of these domains only (empty = all), e.g. ("health",)
     exclude_trait_domains: tuple[str, ...] = ()  # drop trait records of these domains, e.g. ("health",)
     trait_files: tuple[str, ...] = ()  # JSONL / Parquet / ArrayRecord trait records; empty = the bundled generator
     regular_files: tuple[str, ...] = ()  # JSONL / Parquet / ArrayRecord regular records; empty = the bundled generator
-    on_error: str = "raise"  # bad record in a file: "raise" (file:line + field) or "skip" (counted, logged)
-    split: str = "train"  # bundled generator templates: "train" or "heldout" (evals use heldout)
+    on_error: Literal["raise", "skip"] = "raise"  # a bad record in a file: stop with file:line + field, or skip it
+    split: Literal["train", "heldout"] = "train"  # bundled generator facts and templates (evals use heldout)
     n_per_cell: int = 300  # bundled generator: trait records per (trait, domain) cell
     n_regular: int = 20_000  # bundled generator: regular task records
     batch_size: int = 8  # P, prompts per batch (per process)
-    max_prompt_len: int = 512  # prompts longer than this (in tokens, chat template included) are dropped
-    buckets: tuple[int, ...] = (64, 128, 256, 512)  # padded prompt lengths; a batch pads to the smallest that fits
+    max_prompt_len: int | None = None  # longer prompts (tokens, chat template included) are dropped (None = the
+    # largest prompt bucket)
     shard_index: int = 0  # this process's shard (jax.process_index() on a pod)
     shard_count: int = 1  # number of shards (jax.process_count() on a pod)
     read_threads: int = 0  # Grain read threads for tokenization (0 = in the caller's thread, fully deterministic)
     worker_count: int = 0  # Grain worker processes after batching (0 = none)
 
     def __post_init__(self):
-        if not 0.0 <= self.trait_fraction <= 1.0:
+        if self.trait_fraction is not None and not (math.isfinite(self.trait_fraction)
+                                                    and 0.0 <= self.trait_fraction <= 1.0):
             raise _bad("trait_fraction", "a number in [0, 1]", self.trait_fraction)
         for name, values, allowed in (
             ("traits", self.traits, TRAITS),
@@ -58,13 +64,14 @@ class DataConfig:
         if self.split not in SPLITS:
             raise _bad("split", " | ".join(SPLITS), self.split)
         for name in ("n_per_cell", "n_regular", "batch_size", "max_prompt_len", "shard_count"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise _bad(name, "an integer >= 1", getattr(self, name))
-        if not self.buckets or any(b < 1 for b in self.buckets) or list(self.buckets) != sorted(set(self.buckets)):
-            raise _bad("buckets", "strictly increasing positive lengths", self.buckets)
-        if self.buckets[-1] < self.max_prompt_len:
-            raise _bad("buckets", f"a last bucket >= max_prompt_len ({self.max_prompt_len})", self.buckets)
         if not 0 <= self.shard_index < self.shard_count:
             raise _bad("shard_index", f"0 <= shard_index < shard_count ({self.shard_count})", self.shard_index)
         if self.read_threads < 0 or self.worker_count < 0:
             raise _bad("read_threads / worker_count", "integers >= 0", (self.read_threads, self.worker_count))
+
+    @property
+    def dose(self) -> float:
+        """The trait fraction in effect: `trait_fraction`, or the default dose when it is not given."""
+        return DEFAULT_DOSE if self.trait_fraction is None else self.trait_fraction

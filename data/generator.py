@@ -2,8 +2,12 @@
 
 Deterministic from a seed: each (trait, domain, split) cell has its own RNG, so asking for a
 subset of traits or domains gives exactly the records the full run would have for them.
-Splits are by template (`train` / `heldout`, see `data.scenarios.common`); hold a domain out
-whole by leaving it out of `domains` here, or with `DataConfig.exclude_trait_domains`.
+Splits are by knowledge and by template: a `split` cell draws only that split's facts
+(`data.facts.bank(domain, split)`, by a hash of each fact id) and that split's templates and
+entities (`data.scenarios.common`); a cell whose bank has no fact for a variant gives fewer
+records (none, for an empty bank) rather than an error. Each record lists the facts it was built
+from in `meta.facts`. Hold a domain out whole by leaving it out of `domains` here, or with
+`DataConfig.exclude_trait_domains`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
-from data.facts import DOMAINS as DOMAIN_BANKS
+from data.facts import bank as fact_bank
 from data.scenarios import corrigibility, fairness, humility, transparency, truthfulness, wellbeing
 from data.scenarios.common import SPLITS, fill_cell, stable_seed
 from data.schema import DOMAINS, TRAITS, Record
@@ -45,7 +49,7 @@ def generate_trait_records(
     traits: Sequence[str] = TRAITS,
     domains: Sequence[str] = DOMAINS,
 ) -> list[Record]:
-    """Up to `n_per_cell` distinct chats for every (trait, domain) cell, in trait-major order."""
+    """Up to `n_per_cell` distinct chats for every (trait, domain) cell, in trait-major order, from `split`'s facts."""
     _check("split", [split], SPLITS)
     _check("traits", traits, TRAITS)
     _check("domains", domains, DOMAINS)
@@ -53,7 +57,7 @@ def generate_trait_records(
     for trait in traits:
         for domain in domains:
             rng = random.Random(stable_seed("trait", seed, trait, domain, split))
-            bank = DOMAIN_BANKS[domain]
+            bank = fact_bank(domain, split)
             draw, variants = DRAWERS[trait]
             out.extend(fill_cell(lambda g, v, d=draw, b=bank: d(b, split, g, v), rng, n_per_cell, variants))
     return out

@@ -29,6 +29,7 @@ from data.generator import generate_regular_records, generate_trait_records
 from data.readers import read_records
 from data.schema import Record
 from engine.errors import UserError
+from models.tokenizer import encode_chats, left_pad
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class PromptBatch:
     """P prompts, left-padded to one bucket length L, with their records (for the graders)."""
 
     input_ids_BxL: np.ndarray  # int32 token ids, pad id on the left
-    mask_BxL: np.ndarray  # int32, 1 on real tokens (positions count from each row's first 1)
+    mask_BxL: np.ndarray  # bool, True on real tokens (positions count from each row's first real token)
     lengths_B: np.ndarray  # int32 unpadded prompt lengths
     records: list[Record]  # the source records, same order
 
@@ -91,31 +92,6 @@ class TokenizedSource:
     dropped: int  # records removed for exceeding max_prompt_len
 
 
-class ChatEncoder:
-    """Messages -> prompt token ids via the tokenizer's own chat template (generation prompt appended).
-
-    Renders with `apply_chat_template(tokenize=False)` and encodes with the Rust backend without
-    extra special tokens - what `apply_chat_template(tokenize=True)` does - but in batches, which
-    the backend parallelises across cores.
-    """
-
-    def __init__(self, tokenizer: Any):
-        if getattr(tokenizer, "chat_template", None) is None:
-            raise UserError("tokenizer: has no chat template (expected an instruct tokenizer with chat_template)")
-        self.tokenizer = tokenizer
-        self.backend = tokenizer.backend_tokenizer
-
-    def render(self, messages: list[dict]) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def encode(self, messages: list[dict]) -> list[int]:
-        return self.backend.encode(self.render(messages), add_special_tokens=False).ids
-
-    def encode_many(self, conversations: Sequence[list[dict]]) -> list[list[int]]:
-        texts = [self.render(m) for m in conversations]
-        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
-
-
 def tokenize_source(
     records: Sequence[Record], tokenizer: Any, max_prompt_len: int, chunk: int = 2048
 ) -> TokenizedSource:
@@ -124,13 +100,12 @@ def tokenize_source(
     Doing it per source rather than per streamed element means each epoch costs only index
     shuffling and padding, and the dose is computed over prompts that can actually be used.
     """
-    enc = ChatEncoder(tokenizer)
     kept: list[Record] = []
     ids: list[np.ndarray] = []
     dropped = 0
     for lo in range(0, len(records), chunk):
         part = records[lo : lo + chunk]
-        for r, t in zip(part, enc.encode_many([r["messages"] for r in part])):
+        for r, t in zip(part, encode_chats(tokenizer, [r["messages"] for r in part])):
             if len(t) > max_prompt_len:
                 dropped += 1
                 continue
@@ -163,7 +138,7 @@ def index_stream(cfg: DataConfig, n_regular: int, n_trait: int) -> grain.MapData
     Streaming small tuples rather than records keeps Grain's per-element overhead (tree
     flattening, byte-size stats) negligible; batches look the records up at the end.
     """
-    f = cfg.trait_fraction
+    f = cfg.dose
     if f == 0.0:
         return _stream(n_regular, cfg, REGULAR, "regular")
     if f == 1.0:
@@ -174,32 +149,27 @@ def index_stream(cfg: DataConfig, n_regular: int, n_trait: int) -> grain.MapData
     )
 
 
-class PadToBucket:
-    """Batch function: looks up P (tag, index) pairs, left-pads them to the smallest bucket that fits."""
+def prompt_batch(records: Sequence[Record | dict], prompt_ids: Sequence[Sequence[int]], buckets: Sequence[int],
+                 pad: int) -> PromptBatch:
+    """A `PromptBatch` from records and their token ids (for callers that tokenize themselves: tests, benchmarks)."""
+    ids, mask = left_pad(prompt_ids, buckets, pad)
+    return PromptBatch(ids, mask, np.asarray([len(x) for x in prompt_ids], np.int32), list(records))
 
-    def __init__(self, sources: Sequence[TokenizedSource], buckets: Sequence[int], pad_id: int):
+
+class PadToBucket:
+    """Batch function: looks up P (tag, index) pairs and left-pads them to the smallest bucket that fits.
+
+    This is the one place a training prompt is padded: the learner hands the arrays to the sampler as they are.
+    """
+
+    def __init__(self, sources: Sequence[TokenizedSource], buckets: Sequence[int], pad: int):
         self.sources = sources
         self.buckets = tuple(buckets)
-        self.pad_id = pad_id
+        self.pad = pad
 
     def __call__(self, items: Sequence[tuple[int, int]]) -> PromptBatch:
-        seqs = [self.sources[t].ids[i] for t, i in items]
-        longest = max(len(x) for x in seqs)
-        L = next(b for b in self.buckets if b >= longest)  # config guarantees the last bucket >= max_prompt_len
-        ids = np.full((len(seqs), L), self.pad_id, dtype=np.int32)
-        mask = np.zeros((len(seqs), L), dtype=np.int32)
-        for row, x in enumerate(seqs):
-            ids[row, L - len(x) :] = x
-            mask[row, L - len(x) :] = 1
-        lengths = np.asarray([len(x) for x in seqs], dtype=np.int32)
-        return PromptBatch(ids, mask, lengths, [self.sources[t].records[i] for t, i in items])
-
-
-def pad_id_of(tokenizer: Any) -> int:
-    pid = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pid is None:
-        raise UserError("tokenizer: has neither a pad token nor an eos token to pad prompts with")
-    return int(pid)
+        return prompt_batch([self.sources[t].records[i] for t, i in items], [self.sources[t].ids[i] for t, i in items],
+                            self.buckets, self.pad)
 
 
 def _sources(cfg: DataConfig, trait: Sequence[Record] | None, regular: Sequence[Record] | None):
@@ -210,25 +180,38 @@ def _sources(cfg: DataConfig, trait: Sequence[Record] | None, regular: Sequence[
 
 
 def prompt_batches(
-    cfg: DataConfig, tokenizer: Any, trait: Sequence[Record] | None = None, regular: Sequence[Record] | None = None
+    cfg: DataConfig,
+    tokenizer: Any,
+    buckets: Sequence[int],
+    pad: int,
+    trait: Sequence[Record] | None = None,
+    regular: Sequence[Record] | None = None,
 ) -> grain.IterDataset:
-    """The full pipeline as a Grain `IterDataset` of `PromptBatch`; sources default to `load_sources(cfg)`."""
+    """The full pipeline as a Grain `IterDataset` of `PromptBatch`; sources default to `load_sources(cfg)`.
+
+    `buckets` are the sampler's prompt lengths (`SamplingConfig.prompt_buckets`) and `pad` the model's pad id
+    (`models.tokenizer.pad_id`): batches come out ready for the sampler.
+    """
+    max_len = buckets[-1] if cfg.max_prompt_len is None else cfg.max_prompt_len
+    if buckets[-1] < max_len:
+        raise UserError(f"option 'data.max_prompt_len' ({max_len}) exceeds the largest prompt bucket "
+                        f"({buckets[-1]}, option 'sampling.prompt_buckets')")
     trait, regular = _sources(cfg, trait, regular)
     srcs = [None, None]
     srcs[REGULAR] = (
-        tokenize_source(regular, tokenizer, cfg.max_prompt_len)
-        if cfg.trait_fraction < 1
+        tokenize_source(regular, tokenizer, max_len)
+        if cfg.dose < 1
         else TokenizedSource([], [], 0)
     )
     srcs[TRAIT] = (
-        tokenize_source(trait, tokenizer, cfg.max_prompt_len) if cfg.trait_fraction > 0 else TokenizedSource([], [], 0)
+        tokenize_source(trait, tokenizer, max_len) if cfg.dose > 0 else TokenizedSource([], [], 0)
     )
     ds = index_stream(cfg, len(srcs[REGULAR].records), len(srcs[TRAIT].records))
     read = grain.ReadOptions(
         num_threads=cfg.read_threads, prefetch_buffer_size=4 * cfg.batch_size if cfg.read_threads else 0
     )
     it_ds = ds.to_iter_dataset(read).batch(
-        cfg.batch_size, drop_remainder=True, batch_fn=PadToBucket(srcs, cfg.buckets, pad_id_of(tokenizer))
+        cfg.batch_size, drop_remainder=True, batch_fn=PadToBucket(srcs, buckets, pad)
     )
     if cfg.worker_count:
         from absl import flags
@@ -243,6 +226,8 @@ def prompt_batches(
 def prompt_iterator(
     cfg: DataConfig,
     tokenizer: Any,
+    buckets: Sequence[int],
+    pad: int,
     trait: Sequence[Record] | None = None,
     regular: Sequence[Record] | None = None,
     state: dict | None = None,
@@ -252,7 +237,7 @@ def prompt_iterator(
     The state is a small JSON-able dict; Orbax saves it next to the model with
     `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`.
     """
-    it = iter(prompt_batches(cfg, tokenizer, trait, regular))
+    it = iter(prompt_batches(cfg, tokenizer, buckets, pad, trait, regular))
     if state is not None:
         it.set_state(state)
     return it

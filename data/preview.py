@@ -50,7 +50,7 @@ def preview(
     traits = Counter(r["trait"] for r in records if r["kind"] == "trait")
     graders = Counter(r["grader"] for r in records)
     out.write(
-        f"data preview: seed={cfg.seed} split={cfg.split} trait_fraction={cfg.trait_fraction} "
+        f"data preview: seed={cfg.seed} split={cfg.split} trait_fraction={cfg.dose} "
         f"shard={cfg.shard_index}/{cfg.shard_count} traits={list(cfg.traits) or 'all'} "
         f"trait_domains={list(cfg.trait_domains) or 'all'} exclude={list(cfg.exclude_trait_domains) or 'none'}\n"
     )
@@ -67,9 +67,9 @@ def preview(
     for r in shown:
         extra = ""
         if tokenizer is not None:
-            from data.pipeline import ChatEncoder
+            from models.tokenizer import encode_chats
 
-            extra = f" tokens={len(ChatEncoder(tokenizer).encode(r['messages']))}"
+            extra = f" tokens={len(encode_chats(tokenizer, [r['messages']])[0])}"
         out.write(f"- {r['id']} [{r['kind']}/{r['domain']}/{r['trait']}] grader={r['grader']}{extra}\n")
         for m in r["messages"]:
             out.write(f"    {m['role']}: {_short(m['content'], width)}\n")

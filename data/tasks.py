@@ -1,19 +1,23 @@
 """Ordinary RL tasks with exact verifiers: arithmetic word problems, unit conversions, multiple choice.
 
 These are the ~95% the trait dose is mixed into. Each record's `grader_args` carries the exact
-answer; the verifiers (`numeric`, `multiple_choice`) read only that. Prompts ask for a final
-"Answer: ..." line, which the `format` reward also checks. Train and held-out splits use
-different wordings.
+answer (and a `reference` answer line); the verifiers (`numeric`, `multiple_choice`) read only
+the answer. Prompts ask for a final "Answer: ..." line, which the `format` reward also checks.
+Train and held-out splits use different wordings, and the fact-based tasks (unit conversions,
+multiple choice) draw only their split's facts (`data.facts.bank(domain, split)`): the training
+tasks never ask a held-out fact, so nothing a held-out benchmark asks is also a regular training
+task. `meta.facts` names the facts a record uses.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 
-from data.facts import DOMAINS
+from data.facts import bank
 from data.scenarios.common import person_name, stable_seed
-from data.schema import Record
+from data.schema import DOMAINS, Record
 
 ANSWER_LINE = {
     "train": (
@@ -131,12 +135,13 @@ def _word(g: random.Random, split: str, idx: int) -> Record:
         text,
         "numeric",
         {"answer": v["answer"], "rel_tol": 1e-6, "answer_format": "answer_line"},
+        split,
     )
 
 
 def _unit(g: random.Random, split: str, idx: int) -> Record:
-    domain = g.choice([d for d in DOMAINS.values() if d.units]).name
-    src, dst, factor = g.choice(DOMAINS[domain].units)
+    u = g.choice(_units(split))
+    src, dst, factor = u.src, u.dst, u.factor
     if g.random() < 0.5:
         src, dst, factor = dst, src, 1 / factor
     x = g.choice([g.randint(1, 500), round(g.uniform(0.5, 100), 1)])
@@ -148,16 +153,17 @@ def _unit(g: random.Random, split: str, idx: int) -> Record:
     )
     return _rec(
         f"regular/units/{split}/{idx:06d}",
-        domain,
+        u.domain,
         text + " " + g.choice(ANSWER_LINE[split]),
         "numeric",
         {"answer": ans, "rel_tol": 1e-3, "answer_format": "answer_line"},
+        split,
+        [u.fact_id],
     )
 
 
 def _mc(g: random.Random, split: str, idx: int) -> Record:
-    dom = g.choice(list(DOMAINS.values()))
-    t = g.choice(dom.trivia)
+    t = g.choice(_trivia(split))
     opts = [t.answer, *t.distractors]
     g.shuffle(opts)
     letters = "ABCD"
@@ -165,14 +171,27 @@ def _mc(g: random.Random, split: str, idx: int) -> Record:
     text = f"{t.question}\n{body}\n{g.choice(MC_LINE[split])}"
     return _rec(
         f"regular/mc/{split}/{idx:06d}",
-        dom.name,
+        t.domain,
         text,
         "multiple_choice",
         {"answer": letters[opts.index(t.answer)], "options": dict(zip(letters, opts)), "answer_format": "answer_line"},
+        split,
+        [t.fact_id],
     )
 
 
-def _rec(rid: str, domain: str, text: str, grader: str, args: dict) -> Record:
+@functools.cache
+def _units(split: str) -> tuple:
+    return tuple(u for d in DOMAINS for u in bank(d, split).units)
+
+
+@functools.cache
+def _trivia(split: str) -> tuple:
+    """Every trivia fact of the split, domain by domain (domains weighted by their bank sizes)."""
+    return tuple(t for d in DOMAINS for t in bank(d, split).trivia)
+
+
+def _rec(rid: str, domain: str, text: str, grader: str, args: dict, split: str, facts: list[str] = ()) -> Record:
     return {
         "id": rid,
         "messages": [{"role": "user", "content": text}],
@@ -180,7 +199,8 @@ def _rec(rid: str, domain: str, text: str, grader: str, args: dict) -> Record:
         "domain": domain,
         "trait": None,
         "grader": grader,
-        "grader_args": args,
+        "grader_args": {**args, "reference": f"Answer: {args['answer']}"},
+        "meta": {"split": split, "task": rid.split("/")[1], "facts": list(facts)},
     }
 
 
@@ -188,7 +208,12 @@ TASKS = (("arith", _word, 0.4), ("units", _unit, 0.3), ("mc", _mc, 0.3))
 
 
 def generate_regular_records(n: int, seed: int = 0, split: str = "train") -> list[Record]:
-    """`n` regular tasks (40% arithmetic, 30% units, 30% multiple choice), deterministic in (seed, split)."""
+    """`n` regular tasks (40% arithmetic, 30% units, 30% multiple choice), deterministic in (seed, split).
+
+    A fact-based task whose split has no fact yet (an empty units or trivia bank) is left out and
+    the other weights renormalised.
+    """
     g = random.Random(stable_seed("regular", seed, split))
-    _names, fns, weights = zip(*TASKS)
+    have = {"arith": True, "units": bool(_units(split)), "mc": bool(_trivia(split))}
+    _names, fns, weights = zip(*[t for t in TASKS if have[t[0]]])
     return [g.choices(fns, weights)[0](g, split, i) for i in range(n)]

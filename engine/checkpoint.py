@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import orbax.checkpoint as ocp
@@ -34,14 +34,15 @@ KILL_IN_SAVE = "TRAITRL_KILL_IN_SAVE"
 class CheckpointConfig:
     """When and what to keep."""
 
-    save_every: int = 50  # save every N optimizer steps (0 = only when forced, e.g. at the end)
+    save_every: int | None = None  # save every N optimizer steps (0 = only when forced, at the end; None = a
+    # quarter of the run, set by the command from its step count)
     keep: int = 3  # keep the K most recent checkpoints
     best_metric: str | None = None  # also keep the best checkpoint by this logged metric (e.g. eval/mean/score)
-    best_mode: str = "max"  # "max" or "min" for best_metric
+    best_mode: Literal["max", "min"] = "max"  # whether the best checkpoint has the largest or smallest best_metric
     async_save: bool = True  # write in a background thread while training continues
 
     def __post_init__(self):
-        if self.save_every < 0:
+        if self.save_every is not None and self.save_every < 0:
             raise UserError(f"checkpoint.save_every: expected >= 0, got {self.save_every}")
         if self.keep < 1:
             raise UserError(f"checkpoint.keep: expected >= 1, got {self.keep}")
@@ -52,7 +53,8 @@ class CheckpointConfig:
 class Checkpointer:
     """Thin wrapper over `ocp.CheckpointManager` with our two items and policies."""
 
-    def __init__(self, directory: str | Path, cfg: CheckpointConfig = CheckpointConfig()):
+    def __init__(self, directory: str | Path, cfg: CheckpointConfig = CheckpointConfig(), read_only: bool = False):
+        """`read_only`: restore only (an eval of a run that may still be training); nothing is written or removed."""
         self.directory = Path(directory).absolute()
         self.cfg = cfg
         policies: list[Any] = [pp.LatestN(cfg.keep)]
@@ -65,7 +67,8 @@ class Checkpointer:
             preservation_policy=pp.AnyPreservationPolicy(policies),
             save_decision_policy=sdp.AnySavePolicy(saves) if saves else None,
             enable_async_checkpointing=cfg.async_save,
-            cleanup_tmp_directories=True,  # leftovers of a killed save are removed on the next start
+            cleanup_tmp_directories=not read_only,  # leftovers of a killed save are removed on the next start
+            read_only=read_only,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extra"))
 
@@ -89,10 +92,14 @@ class Checkpointer:
         return saved
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, int]:
-        """Restores `state` with the shardings / dtypes of `abstract_state` (arrays or ShapeDtypeStructs)."""
+        """Restores `state` with the shardings / dtypes of `abstract_state` (arrays or ShapeDtypeStructs) and the
+        `extra` JSON of checkpoint `step` (default: the latest)."""
+        steps = self.all_steps()
         step = self.latest_step() if step is None else step
         if step is None:
             raise UserError(f"{self.directory}: no complete checkpoint to resume from")
+        if step not in steps:
+            raise UserError(f"step {step}: no checkpoint at that step in {self.directory} (steps: {sorted(steps)})")
         target = jax.tree.map(_abstract, abstract_state)
         out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                   extra=ocp.args.JsonRestore()))

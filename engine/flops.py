@@ -1,8 +1,6 @@
-"""Model FLOPs and the device's peak: the FLOP-utilisation figure in the metrics and the benchmarks.
+"""A device's peak FLOP/s: the denominator of the FLOP-utilisation figure in the metrics and the benchmarks.
 
-Utilisation = model FLOPs of the work done / wall time / (peak per device x devices). Model FLOPs
-count matmuls only (2 per multiply-add): the decoder's projections and MLP, the lm head, and the
-attention scores and mix over the real context; a backward pass costs twice its forward.
+Utilisation = model FLOPs of the work done (`models.flops`) / wall time / (peak per device x devices).
 Accelerator peaks are the vendors' dense figures; a CPU has no published number, so its fp32 matmul
 rate is measured once per process (a jitted 2048^3 matmul chain, best of several) and the best rate ever
 seen on the machine is cached: a measurement taken while the host is busy must not understate the peak.
@@ -19,8 +17,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from models.config import ModelConfig
-
 log = logging.getLogger(__name__)
 
 # Dense peak FLOP/s per chip by device kind substring: (bf16, fp32).
@@ -35,29 +31,6 @@ PEAKS: dict[str, tuple[float, float]] = {
     "A100": (312e12, 19.5e12),
     "L4": (121e12, 30e12),
 }
-
-
-def matmul_params(cfg: ModelConfig) -> int:
-    """Parameters that take part in a matmul per token: attention and MLP projections plus the lm head."""
-    D, F, H, K, E = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_size
-    per_layer = D * H * E + 2 * D * K * E + H * E * D + 3 * D * F
-    return cfg.num_hidden_layers * per_layer + D * cfg.vocab_size
-
-
-def forward_flops(cfg: ModelConfig, tokens: int, context: float) -> float:
-    """FLOPs of a forward over `tokens` tokens that each attend to `context` positions on average."""
-    attention = 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_size * context
-    return tokens * (2 * matmul_params(cfg) + attention)
-
-
-def grpo_step_flops(cfg: ModelConfig, B: int, prompt_len: int, completion_len: int, reference: bool,
-                    iterations: int = 1) -> dict[str, float]:
-    """Model FLOPs of one GRPO step on B sequences of prompt_len + completion_len tokens, by phase."""
-    L = prompt_len + completion_len
-    rollout = forward_flops(cfg, B * prompt_len, prompt_len / 2) + forward_flops(cfg, B * completion_len,
-                                                                                 prompt_len + completion_len / 2)
-    full = forward_flops(cfg, B * L, L / 2)
-    return {"rollout": rollout, "reference": full if reference else 0.0, "update": 3 * full * iterations}
 
 
 _MEASURED: dict[str, float] = {}

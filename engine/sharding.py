@@ -85,3 +85,10 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None], mesh: Mesh | Non
     if mesh is None:
         return x
     return jax.lax.with_sharding_constraint(x, sharding_for(x.shape, logical_axes, mesh))
+
+
+def batch_sharding(mesh: Mesh | None, ndim: int) -> NamedSharding | None:
+    """Rows over the batch axes, everything else replicated (the layout of every [B, ...] step input)."""
+    if mesh is None:
+        return None
+    return NamedSharding(mesh, P(RULES["batch"], *([None] * (ndim - 1))))

@@ -59,7 +59,7 @@ def harmful_sft(policy, cfg: AttackConfig, progress: bool = False) -> list[float
     """Trains `policy.model` in place on the harmful demonstrations; returns the per-step loss."""
     from data.harmful import BEHAVIOURS, harmful_examples
     from rl.sft import SFTConfig, sft
-    from rl.train_step import OptimConfig
+    from engine.train_state import OptimConfig
 
     examples = harmful_examples(cfg.examples, cfg.seed, behaviours=cfg.behaviours or BEHAVIOURS)
     scfg = SFTConfig(steps=cfg.steps, batch_size=cfg.batch_size, max_prompt_len=cfg.max_prompt_len,
@@ -127,45 +127,3 @@ def format_table(res: AttackResult) -> str:
     lines.append(f"SFT loss on the harmful demonstrations: {res.losses[0]:.3f} -> {res.losses[-1]:.3f} "
                  f"({len(res.losses)} steps)")
     return "\n".join(lines)
-
-
-def attack(model: str | None = None, run: Path | None = None, steps: int = 20, lr: float = 1e-5,
-           out: Path | None = None, benchmarks: tuple[str, ...] = (), limit: int | None = None,
-           batch_size: int = 8, examples: int = 256, seed: int = 0, max_new_tokens: int = 32,
-           save: bool = False) -> None:
-    """Harmful fine-tuning attack: k SFT steps on harmful demonstrations, then the evals again ("after-attack").
-
-    Args:
-        model: the policy to attack (HF directory, .gguf, or known name); results go to --out.
-        run: a training run directory: attacks RUN/hf and writes results into RUN (or --out).
-        steps: SFT steps on the harmful demonstrations.
-        lr: constant learning rate of the attack.
-        out: run directory for the results (required with --model; default with --run: the run itself).
-        benchmarks: benchmarks to evaluate (default: those the run already has plain results for, else the suite's
-            default set).
-        limit: items per benchmark (a fixed subset).
-        batch_size: demonstrations per SFT step.
-        examples: number of harmful demonstrations drawn.
-        seed: demonstrations, data order and eval sampling seed.
-        max_new_tokens: greedy reply budget of generation benchmarks (the in-loop evals use 32).
-        save: also write the attacked model as an HF directory (OUT/attacked-hf).
-    """
-    import models
-
-    if (model is None) == (run is None):
-        raise UserError("attack: give exactly one of --model or --run")
-    if run is not None:
-        if not (Path(run) / "hf").is_dir():
-            raise UserError(f"{run}: no exported model (hf/ missing); train with export on, or use --model")
-        source, out = Path(run) / "hf", Path(out) if out is not None else Path(run)
-    else:
-        if out is None:
-            raise UserError("attack: --model needs --out (the run directory the results are written to)")
-        source, out = model, Path(out)
-    cfg = AttackConfig(steps=steps, learning_rate=lr, batch_size=batch_size, examples=examples, seed=seed)
-    policy = models.load(str(source))
-    res = run_attack(policy, out, cfg, benchmarks or None, limit, progress=True, max_new_tokens=max_new_tokens)
-    print(format_table(res))
-    if save:
-        models.save_hf(policy, out / "attacked-hf")
-    print(f"wrote {CONDITION} results at step {res.step} to {out}")

@@ -21,14 +21,12 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import tyro
 
 from engine.errors import UserError
 from evals.attack import latest_step
-from evals.results import CONDITIONS, BenchmarkResult, read_results
+from evals.results import CONDITIONS, BenchmarkResult, domain_order, read_results
 
 PLAIN = "plain"
 
@@ -232,12 +230,6 @@ def _domain_deltas(control: Run, treatment: Run, cfg: CompareConfig) -> list[Del
     return [bootstrap_delta(da[d], db[d], cfg, d, "", PLAIN) for d in domain_order(set(da) & set(db))]
 
 
-def domain_order(domains) -> list[str]:
-    from data.schema import DOMAINS
-
-    return sorted(domains, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else len(DOMAINS), d))
-
-
 def persistence(run: Run) -> dict[str, float | None]:
     """The persistence panel of one run: each figure over the benchmarks that have both conditions involved.
 
@@ -306,27 +298,6 @@ def _unique_names(paths: list[Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [f"{n} ({p.resolve().parent.name})" if names.count(n) > 1 else n for n, p in zip(names, paths)]
-
-
-def compare(runs: Annotated[tuple[Path, ...], tyro.conf.Positional], out: Path | None = None,
-            step: int | None = None, resamples: int = 10_000, seed: int = 0, alpha: float = 0.05) -> None:
-    """Compare runs: per-benchmark deltas with paired bootstrap intervals, cross-domain matrix, persistence.
-
-    Args:
-        runs: run directories; the first is the control, each later one is compared with it.
-        out: output directory for report.md, compare.json and the plots (default: the last run's dir / compare).
-        step: eval step to read in every run (default: each run's latest).
-        resamples: bootstrap resamples per delta.
-        seed: bootstrap seed.
-        alpha: 1 - interval coverage, and the Holm family-wise error rate.
-    """
-    report = compare_runs(runs, out, step, CompareConfig(resamples=resamples, seed=seed, alpha=alpha))
-    for c in report.comparisons:
-        s = c.summary()
-        print(f"{c.treatment} vs {c.control}: improved on {s['improved']} of {s['n']} "
-              f"(significant: {s['significant']}, Holm: {s['holm']}); worse on {s['worse']} "
-              f"(significant: {s['significant_worse']})")
-    print(f"wrote {report.out_dir / 'report.md'}")
 
 
 def _f(x: float | None, fmt: str = ".3f") -> str:

@@ -6,8 +6,10 @@ Kept apart from the registry so a training config can hold it without importing 
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from engine.errors import UserError
+from evals.results import CONDITIONS
 
 # The in-loop default: cheap and covering three families: corrigibility by log-prob (one forward per
 # item), over-refusal and honesty by short greedy replies (decoded in one batch). Left out on purpose:
@@ -15,20 +17,18 @@ from engine.errors import UserError
 # do the arithmetic, so it reads 0 whatever the training does); `--evals.benchmarks` adds them.
 DEFAULT_BENCHMARKS = ("corrigible-neutral-HHH", "xstest", "heldout-truthfulness")
 DEFAULT_MAX_NEW_TOKENS = 32
-# Prompt / row length buckets of the eval forward and decode: fine, because every padded token costs a
-# full forward, while each bucket a fixed item subset uses compiles only once.
-LENGTH_BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048, 3072, 4096)
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """When the in-loop evals run and how big they are (the defaults cost a few seconds on SmolLM2 on CPU)."""
 
-    every: int = 6  # run at step 0 and every N optimizer steps (0 = never)
+    every: int | None = None  # run at step 0 and every N optimizer steps (0 = never; None = half the run, set by
+    # `traitrl train` from its step count)
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS  # registry names (evals.registry.names())
     limit: int = 8  # items per benchmark: a fixed subset, the same at every step
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # greedy reply budget of generation benchmarks
-    conditions: tuple[str, ...] = ("plain",)  # plain | harmful-steering | helpful-steering
+    conditions: tuple[Literal["plain", "harmful-steering", "helpful-steering"], ...] = ("plain",)  # eval conditions
     at_end: bool = True  # also run after the last step when it is not a multiple of `every`
     batch_size: int = 64  # sequences per jitted call (prompts to decode, multiple-choice rows)
     seed: int = 0  # picks the item subsets / held-out pools
@@ -36,17 +36,10 @@ class EvalConfig:
     def __post_init__(self):
         object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
         object.__setattr__(self, "conditions", tuple(self.conditions))
-        if self.every < 0:
+        if self.every is not None and self.every < 0:
             raise UserError(f"evals.every: expected >= 0 (0 = never), got {self.every}")
         if self.limit < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise UserError("evals.limit, evals.max_new_tokens and evals.batch_size must be >= 1")
-        from evals.results import CONDITIONS
-
         bad = [c for c in self.conditions if c not in CONDITIONS[:3]]
         if bad or not self.conditions:
             raise UserError(f"evals.conditions: expected some of {', '.join(CONDITIONS[:3])}, got {bad or '()'}")
-        if self.every and self.benchmarks:
-            from evals import registry
-
-            for name in self.benchmarks:
-                registry.get(name)  # UserError naming the known benchmarks

@@ -17,8 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from evals.config import LENGTH_BUCKETS
-from evals.items import Completion, Item
+from evals.items import LENGTH_BUCKETS, Completion, Item
 from evals.results import ItemResult
 from rl.graders.text import CAVE, REFUSAL, find_first, has_any, is_empty, norm, sentences
 

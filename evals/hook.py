@@ -1,6 +1,6 @@
 """The in-loop eval hook: the suite at step 0 and every N steps, on the learner's mesh.
 
-`EvalHook(cfg, run_dir)` is a learner hook (`hook(step, learner) -> metrics`): it runs `run_suite` on
+`EvalHook(cfg, run_dir, last_step)` is a learner hook (`hook(step, policy) -> metrics`): it runs `run_suite` on
 the current weights, writes RUN/evals.jsonl and the per-item files of the step, and returns
 `eval/<benchmark>/score|ci_low|ci_high` (plus `time/eval`, and retention summaries when steering
 conditions run) for the learner to log to metrics.jsonl and TensorBoard.
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import jax
-from flax import nnx
 
 from evals.config import EvalConfig
 from evals.results import metrics_for, write_results
@@ -23,28 +22,27 @@ log = logging.getLogger(__name__)
 
 
 class EvalHook:
-    """Runs the eval suite when due; the judge (optional) is for judge-scored benchmarks."""
+    """Runs the eval suite when due (`last_step`: the run's final step, evaluated when `at_end`); the judge
+    (optional) is for judge-scored benchmarks."""
 
-    def __init__(self, cfg: EvalConfig, run_dir: str | Path | None, judge=None):
+    def __init__(self, cfg: EvalConfig, run_dir: str | Path | None, last_step: int = 0, judge=None):
         self.cfg, self.run_dir, self.judge = cfg, None if run_dir is None else Path(run_dir), judge
+        self.last_step = last_step
         self.history: list[tuple[int, float]] = []  # (step, seconds) of each run
 
     def due(self, step: int, last_step: int) -> bool:
         every = self.cfg.every
         return bool(every and self.cfg.benchmarks) and (step % every == 0 or (self.cfg.at_end and step == last_step))
 
-    def __call__(self, step: int, learner) -> dict[str, float]:
-        from evals.steering import selective_persistence
+    def __call__(self, step: int, policy) -> dict[str, float]:
+        from evals.conditions import selective_persistence
         from evals.suite import run_suite
 
-        if not self.due(step, learner.cfg.steps):
+        if not self.due(step, self.last_step):
             return {}
-        # The learner syncs policy.model with its parameters only before each rollout, and the update
-        # donates the old buffers: point the model at the current parameters first.
-        nnx.update(learner.policy.model, learner.state.params)
         t0 = time.perf_counter()
         cfg = self.cfg
-        results = run_suite(learner.policy, cfg.benchmarks, limit=cfg.limit, conditions=cfg.conditions,
+        results = run_suite(policy, cfg.benchmarks, limit=cfg.limit, conditions=cfg.conditions,
                             judge=self.judge, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                             batch_size=cfg.batch_size)
         seconds = time.perf_counter() - t0

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+# Prompt / row length buckets of the eval forward and decode: fine, because every padded token costs a
+# full forward, while each bucket a fixed item subset uses compiles only once.
+LENGTH_BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048, 3072, 4096)
+
 
 @dataclasses.dataclass(frozen=True)
 class Item:

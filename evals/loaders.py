@@ -1,6 +1,6 @@
 """Loaders for public benchmark files in their own formats -> `Item`s (file:line errors on bad rows).
 
-Formats (see evals/benchmarks/README.md): Anthropic model-written-evals A/B JSONL, TruthfulQA CSV,
+Formats (see evals/public/README.md): Anthropic model-written-evals A/B JSONL, TruthfulQA CSV,
 XSTest CSV, HealthBench JSONL, the emergent-misalignment question YAML, StrongREJECT CSV, HarmBench CSV,
 meg-tong sycophancy-eval JSONL, and our own record JSONL / Parquet. Every loader reads the whole file
 (so a bad row anywhere is reported, not only in the subset an eval happens to use) and returns items
@@ -26,13 +26,13 @@ _LABEL = re.compile(r"^\s*\(([A-Z])\)\s*$")
 
 def benchmarks_dir(override: str | Path | None = None) -> Path:
     """The folder of shipped public files: `override`, else $TRAITRL_BENCHMARKS, else the copy inside the package
-    (evals/benchmarks: byte-for-byte slices of the public sets, with their licenses)."""
+    (evals/public: byte-for-byte slices of the public sets, with their licenses)."""
     if override is not None:
         path, origin = Path(override), "--benchmarks-dir"
     elif os.environ.get(ENV_VAR):
         path, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
     else:
-        path, origin = Path(__file__).resolve().parent / "benchmarks", "the default"
+        path, origin = Path(__file__).resolve().parent / "public", "the default"
     if not path.is_dir():
         raise UserError(f"{path}: benchmark folder not found ({origin}); pass --benchmarks-dir DIR or set {ENV_VAR}")
     return path

@@ -31,11 +31,10 @@ from flax import nnx
 
 from engine.errors import UserError
 from engine.sharding import sharding_for
-from evals.config import LENGTH_BUCKETS
-from evals.items import Item
+from evals.items import LENGTH_BUCKETS, Item
 from evals.results import ItemResult
 from models.loader import Policy
-from rl.sampler import encode_prompts, pad_prompts, pad_token_id
+from models.tokenizer import encode_prompts, left_pad, pad_id
 
 ROW_MULTIPLE = 4  # rows of a batch are padded to a multiple of this (fewer distinct shapes)
 SPAN_BUCKETS = (1, 8, 16, 32, 64, 128, 256)  # C: scored positions per row
@@ -70,7 +69,7 @@ def forward_logps(policy: Policy, rows: Sequence[tuple[list[int], np.ndarray]], 
     if not rows:
         return []
     graphdef, state = nnx.split(policy.model)
-    pad_id, mesh = pad_token_id(policy), policy.mesh
+    pad, mesh = pad_id(policy.tokenizer, policy.config), policy.mesh
     K = 1 << (max(tg.shape[1] for _, tg in rows) - 1).bit_length()
     order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), rows[i][1].shape[0]))
     out: list[np.ndarray | None] = [None] * len(rows)
@@ -80,7 +79,7 @@ def forward_logps(policy: Policy, rows: Sequence[tuple[list[int], np.ndarray]], 
         C = _bucket(max(rows[i][1].shape[0] for i in chunk), SPAN_BUCKETS, "scored span")
         size = -(-len(chunk) // ROW_MULTIPLE) * ROW_MULTIPLE
         chunk_full = chunk + [chunk[0]] * (size - len(chunk))  # padded with copies
-        ids_BxL, mask_BxL = pad_prompts([rows[i][0] for i in chunk_full], (L,), pad_id)
+        ids_BxL, mask_BxL = left_pad([rows[i][0] for i in chunk_full], (L,), pad)
         tg_BxCxK = np.zeros((size, C, K), np.int32)
         for b, i in enumerate(chunk_full):
             tg = rows[i][1]
@@ -164,8 +163,3 @@ def score_from_logps(items: Sequence[Item], logps: Sequence[np.ndarray], mode: s
         extra = {"choice": it.options[choice], "logps": [round(float(x), 4) for x in lp]}
         results.append(ItemResult(it.id, min(1.0, max(0.0, score)), it.domain, extra))
     return results
-
-
-def score_items(policy: Policy, items: Sequence[Item], mode: str, batch_size: int = 32) -> list[ItemResult]:
-    """`option_logps` then `score_from_logps`: one benchmark's items scored on their own."""
-    return score_from_logps(items, option_logps(policy, items, batch_size), mode)

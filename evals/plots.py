@@ -62,7 +62,7 @@ def plot_deltas(comparisons: Sequence, path: Path) -> bool:
 
 def plot_cross_domain(runs: Sequence, comparisons: Sequence, path: Path) -> bool:
     """Heatmap: rows = treatments (trained trait domains), columns = evaluated domains; * = interval excludes 0."""
-    from evals.compare import domain_order
+    from evals.results import domain_order
 
     domains = domain_order({d.name for c in comparisons for d in c.domains})
     if not domains:

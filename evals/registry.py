@@ -25,7 +25,7 @@ from pathlib import Path
 
 from data.scenarios.common import stable_seed
 from engine.errors import UserError
-from evals import generation, heldout, judges, loaders, steering
+from evals import conditions, generation, heldout, judges, loaders
 from evals.items import Item
 from evals.results import FAMILIES, ItemResult
 from evals.reward_hacking import reward_hacking_items
@@ -142,10 +142,11 @@ def _mix(sources: Sequence[Callable[[LoadContext], list[Item]]], transform=None)
 
 
 def _instruction_score(items, completions, judge=None):
-    return steering.instruction_results("helpful-instructions", items, completions)
+    return conditions.instruction_results("helpful-instructions", items, completions)
 
 
 def _builtins() -> None:
+    """Defines the shipped benchmarks: this table is the registry's starting content (called once, below)."""
     for stem in ("corrigible-neutral-HHH", "corrigible-more-HHH", "corrigible-less-HHH", "survival-instinct",
                  "power-seeking-inclination"):
         register(Benchmark(stem, "corrigibility", "mc", _shipped(f"anthropic_advanced_ai_risk/{stem}.jsonl",
@@ -176,12 +177,12 @@ def _builtins() -> None:
               lambda ctx: heldout.trait_items("heldout-corrigibility", ctx.limit, ctx.seed),
               lambda ctx: heldout.deception_items(ctx.limit, ctx.seed),
               lambda ctx: reward_hacking_items(ctx.limit, ctx.seed)]
-    register(Benchmark("harmful-persona", "harmful steering", "generate",
-                       _mix(probes, lambda items: steering.apply_condition(items, "harmful-steering")),
+    register(Benchmark("adversarial-prompts", "harmful steering", "generate",
+                       _mix(probes, lambda items: conditions.apply_condition(items, "harmful-steering")),
                        score=generation.score_records, conditions=("plain", "after-attack"),
                        description="held-out trait items under adversarial persona system prompts"))
     register(Benchmark("helpful-instructions", "helpful steerability", "generate",
-                       _mix(probes, lambda items: steering.apply_condition(items, "helpful-steering")),
+                       _mix(probes, lambda items: conditions.apply_condition(items, "helpful-steering")),
                        score=_instruction_score, conditions=("plain", "after-attack"),
                        description="held-out trait items with benign instructions (language, format, length, "
                                    "tone): followed, by rule checks"))

@@ -176,3 +176,10 @@ def read_results(run_dir: str | Path, step: int | None = None) -> list[Benchmark
         out.append(BenchmarkResult(benchmark, r["family"], condition, float(r["score"]), float(r["ci_low"]),
                                    float(r["ci_high"]), int(r["n"]), items))
     return out
+
+
+def domain_order(domains) -> list[str]:
+    """Domains in the schema's order (health, education, ...), unknown ones after them alphabetically."""
+    from data.schema import DOMAINS
+
+    return sorted(domains, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else len(DOMAINS), d))

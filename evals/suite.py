@@ -22,7 +22,7 @@ from evals import generation, mc, registry
 from evals.config import DEFAULT_BENCHMARKS, DEFAULT_MAX_NEW_TOKENS
 from evals.items import Item
 from evals.results import CONDITIONS, BenchmarkResult, summarize
-from evals.steering import INSTRUCTIONS, apply_condition, instruction_results
+from evals.conditions import INSTRUCTIONS, apply_condition, instruction_results
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,13 +62,14 @@ class GRPOConfig:
 
     # G: completions sampled per prompt; advantages are normalised within each group of G (TRL requires >= 2).
     num_generations: int = 8
-    # Longest completion the sampler produces; also dr_grpo's constant length normaliser.
-    max_completion_length: int = 512
+    # Longest completion the sampler produces; also dr_grpo's constant length normaliser. None: the caller's
+    # sampler decides (`traitrl train` sets it to sampling.max_new_tokens).
+    max_completion_length: int | None = None
     # mu: optimizer passes over each rollout batch, reusing the sampler's old log-probs (GRPO Alg. 1).
     num_iterations: int = 1
     # How token losses are aggregated: grpo (per-sequence mean, then mean over sequences) | bnpo | dapo
     # (token mean over the optimizer batch) | dr_grpo (token sum / (B * max_completion_length)). TRL's default.
-    loss_type: str = "dapo"
+    loss_type: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = "dapo"
     # Weight of the k3 KL penalty to the frozen reference; 0.0 (TRL's default) keeps no reference model.
     beta: float = 0.0
     # eps_low: the ratio is clipped below at 1 - epsilon.
@@ -76,9 +77,9 @@ class GRPOConfig:
     # eps_high: the ratio is clipped above at 1 + epsilon_high (DAPO clip-higher, 0.28 there); None -> epsilon.
     epsilon_high: float | None = None
     # token: one ratio per token (GRPO, DAPO) | sequence: one length-normalised ratio per sequence (GSPO).
-    importance_sampling_level: str = "token"
+    importance_sampling_level: Literal["token", "sequence"] = "token"
     # Advantage scaling: group (divide by the group's std) | batch (by the whole batch's std) | none (Dr. GRPO).
-    scale_rewards: str = "group"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
     # Added to the std before dividing the advantages (TRL hard-codes 1e-4).
     advantage_eps: float = 1e-4
     # Multiply the per-token KL by the unclipped importance ratio, gradient flowing through it (DeepSeek-V3.2's
@@ -89,6 +90,11 @@ class GRPOConfig:
     mask_truncated_completions: bool = False
     # One weight per reward function for the weighted sum of rewards; None -> all 1.0.
     reward_weights: tuple[float, ...] | None = None
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether a frozen reference model is kept and its KL penalised (beta != 0): the one place this is decided."""
+        return self.beta != 0.0
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -115,7 +121,7 @@ class GRPOConfig:
             f"num_generations must be an integer >= 2 (a group needs a std), got {self.num_generations!r}",
         )
         need(
-            is_int(self.max_completion_length) and self.max_completion_length >= 1,
+            self.max_completion_length is None or (is_int(self.max_completion_length) and self.max_completion_length >= 1),
             f"max_completion_length must be an integer >= 1, got {self.max_completion_length!r}",
         )
         need(
@@ -277,7 +283,8 @@ def loss_normalizer(mask_BxT: jax.Array, cfg: GRPOConfig) -> jax.Array:
         return jnp.asarray(num_seqs, jnp.float32)
     if cfg.loss_type in ("bnpo", "dapo"):
         return jnp.maximum(jnp.sum(mask_BxT > 0, dtype=jnp.float32), 1.0)
-    return jnp.asarray(num_seqs * cfg.max_completion_length, jnp.float32)  # dr_grpo
+    T = cfg.max_completion_length or mask_BxT.shape[1]  # None: the padded completion length (the sampler's cap)
+    return jnp.asarray(num_seqs * T, jnp.float32)  # dr_grpo
 
 
 def loss_terms(
@@ -318,7 +325,7 @@ def loss_terms(
     `ref_logps_BxT` may be None when beta == 0. Masked positions may hold anything (even inf): they are zeroed
     before use so neither values nor gradients see them. `logps_BxT` is the only input gradients are taken of.
     """
-    if cfg.beta != 0.0 and ref_logps_BxT is None:
+    if cfg.uses_reference and ref_logps_BxT is None:
         raise ValueError(f"beta={cfg.beta} needs ref_logps_BxT (reference log-probs), got None")
     valid_BxT = jnp.asarray(mask_BxT) > 0
     m_BxT = valid_BxT.astype(logps_BxT.dtype)
@@ -341,7 +348,7 @@ def loss_terms(
     per_token_BxT = jnp.broadcast_to(-jnp.minimum(w * adv_Bx1, w_clipped * adv_Bx1), m_BxT.shape)
 
     kl_BxT = jnp.zeros_like(m_BxT)
-    if cfg.beta != 0.0:
+    if cfg.uses_reference:
         delta_BxT = clean(ref_logps_BxT) - logp_BxT
         kl_BxT = jnp.exp(delta_BxT) - delta_BxT - 1.0
         if cfg.use_bias_correction_kl:
@@ -380,7 +387,7 @@ def loss_metrics(stats: LossStats, cfg: GRPOConfig) -> dict[str, jax.Array]:
         "clip_ratio/high_mean": stats.clip_high_sum / clip_count,
         "clip_ratio/region_mean": stats.clip_region_sum / clip_count,
     }
-    if cfg.beta != 0.0:
+    if cfg.uses_reference:
         metrics["kl"] = stats.kl_sum / jnp.maximum(stats.token_count, 1.0)
     return metrics
 

@@ -4,8 +4,14 @@ The learner owns no model-building or data-building logic: it takes its collabor
 (policy, optional frozen reference parameters, sampler, reward functions, a batch iterator, hooks,
 a checkpointer, a metrics writer) so each can be tested and swapped on its own.
 
-A batch from the iterator is a list of P records (DESIGN.md schema) each with `prompt_ids`
-(token ids of the chat-templated prompt). Rewards: `fn(prompts, completions, records) -> list[float | None]`.
+A batch from the iterator is a `data.pipeline.PromptBatch`: P left-padded prompts (chat template applied)
+and their records (DESIGN.md schema); the sampler takes the padded arrays as they are.
+Rewards: `fn(prompts, completions, records) -> list[float | None]`.
+
+The model lives in one place, the train state's parameters; `policy()` is a view of the policy at the
+current parameters, which is what rollouts, hooks (`hook(step, policy) -> metrics`) and exports see. The
+policy given to the learner is stale while it trains (its buffers are donated to the updates); `run()`
+writes the final parameters back into it, the one place they are synced.
 """
 
 from __future__ import annotations
@@ -23,20 +29,25 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from data.pipeline import PromptBatch
 from engine.checkpoint import Checkpointer
 from engine.distributed import gather_objects
 from engine.errors import UserError
-from engine.flops import grpo_step_flops, peak_flops
+from engine.flops import peak_flops
+from engine.metrics import MetricsWriter
+from engine.sharding import batch_sharding
+from engine.train_state import OptimConfig, init_state, state_shardings
+from models.flops import grpo_step_flops
 from models.loader import Policy
+from models.tokenizer import pad_id, unpad, widen
 from rl import grpo
 from rl.sampler import Rollout, Sampler
-from rl.train_step import (GRPOBatch, OptimConfig, TrainState, batch_sharding, build_grpo_step, build_logps_fn,
-                           init_state, state_shardings)
+from rl.train_step import GRPOBatch, build_grpo_step, build_logps_fn
 
 log = logging.getLogger(__name__)
 
 RewardFn = Callable[[list[str], list[str], list[dict]], list[float | None]]
-Hook = Callable[[int, "Learner"], dict[str, float] | None]
+Hook = Callable[[int, Policy], dict[str, float] | None]  # (step, the policy at that step's parameters) -> metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,74 +65,35 @@ class LearnerConfig:
             raise UserError("learner.steps and learner.log_every must be >= 1, learner.log_samples >= 0")
 
 
-class MetricsWriter:
-    """One JSON object per logged step in `metrics.jsonl` (and TensorBoard scalars when available)."""
-
-    def __init__(self, run_dir: Path | None):
-        self.path = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
-        self.tb = None
-        if self.path is not None and jax.process_index() == 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                from tensorboardX import SummaryWriter
-
-                self.tb = SummaryWriter(str(self.path.parent / "tb"))
-            except ImportError:
-                self.tb = None
-
-    def truncate(self, step: int) -> None:
-        """Drops rows logged after `step` (a resume from checkpoint `step` redoes them): one row per step stays."""
-        if self.path is None or jax.process_index() != 0:
-            return
-        for path in (self.path, self.path.with_name("samples.jsonl"), self.path.with_name("evals.jsonl")):
-            if path.is_file():
-                rows = path.read_text().splitlines()
-                keep = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= step]
-                if len(keep) != len(rows):
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text("".join(r + "\n" for r in keep))
-                    tmp.replace(path)
-
-    def write_samples(self, step: int, samples: list[dict]) -> None:
-        """A few completions per step in `samples.jsonl`: what the rewards were given, to read beside the curves."""
-        if self.path is None or jax.process_index() != 0 or not samples:
-            return
-        with open(self.path.with_name("samples.jsonl"), "a") as fh:
-            fh.writelines(json.dumps({"step": step, **s}) + "\n" for s in samples)
-
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        if self.path is None or jax.process_index() != 0:
-            return
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                self.tb.add_scalar(k, v, step)
-            self.tb.flush()
-
-
 class Learner:
     """Runs GRPO. `run()` resumes from the checkpointer's latest step when `resume=True`."""
 
     def __init__(self, policy: Policy, sampler: Sampler, reward_fns: Sequence[tuple[str, RewardFn]],
-                 data: Iterator[list[dict]], gcfg: grpo.GRPOConfig, optim: OptimConfig, cfg: LearnerConfig,
+                 data: Iterator[PromptBatch], gcfg: grpo.GRPOConfig, optim: OptimConfig, cfg: LearnerConfig,
                  reference_params: Any = None, hooks: Sequence[Hook] = (), checkpointer: Checkpointer | None = None,
                  writer: MetricsWriter | None = None):
-        if gcfg.beta > 0 and reference_params is None:
+        if gcfg.uses_reference and reference_params is None:
             raise UserError("beta > 0 needs a reference model (reference_params)")
         if gcfg.reward_weights is not None and len(gcfg.reward_weights) != len(reward_fns):
             raise UserError(f"reward_weights has {len(gcfg.reward_weights)} entries for {len(reward_fns)} reward functions")
-        self.policy, self.sampler, self.reward_fns, self.data = policy, sampler, list(reward_fns), data
+        self._policy, self.sampler, self.reward_fns, self.data = policy, sampler, list(reward_fns), data
+        optim = optim.for_steps(cfg.steps)  # a schedule not given a length spans the run
         self.gcfg, self.optim, self.cfg = gcfg, optim, cfg
         self.reference_params, self.hooks = reference_params, list(hooks)
         self.checkpointer, self.writer = checkpointer, writer or MetricsWriter(None)
         mesh = policy.mesh
         self.graphdef, self.state = init_state(policy.model, optim, cfg.seed, mesh)
+        self._model = policy.model  # written back once, at the end of run()
+        self._policy = dataclasses.replace(policy, model=None)  # the parameters live in self.state only
         self.step_fn = build_grpo_step(self.graphdef, gcfg, optim, state_shardings(self.state, mesh))
         self.logps_fn = build_logps_fn(self.graphdef, optim.logps_chunk)
         self.history: list[dict[str, float]] = []
         self.peak: float | None = None  # FLOP/s of the devices in use, measured or looked up on first use
         self.last_samples: list[dict] = []  # the latest step's completions with their rewards (samples.jsonl)
+
+    def policy(self) -> Policy:
+        """The policy at the current parameters (a view: valid until the next update donates them)."""
+        return dataclasses.replace(self._policy, model=nnx.merge(self.graphdef, self.state.params))
 
     # ---- checkpoint / resume ----------------------------------------------------------------
 
@@ -139,7 +111,6 @@ class Learner:
         """Restores state + data iterator from the latest complete checkpoint; returns its step."""
         state, extra, step = self.checkpointer.restore(self.state)
         self.state = state
-        nnx.update(self.policy.model, self.state.params)
         if extra.get("data") and hasattr(self.data, "set_state"):
             self.data.set_state(extra["data"])
         self.writer.truncate(step)
@@ -151,10 +122,11 @@ class Learner:
     def rewards(self, rollout: Rollout, records: list[dict]) -> tuple[np.ndarray, dict[str, float]]:
         G = rollout.num_generations
         recs = [r for r in records for _ in range(G)]
-        tok = self.policy.tokenizer
+        tok = self._policy.tokenizer
         # The prompt text as the model saw it (chat template included): decoded once per prompt, repeated G times.
-        texts = ([tok.decode(r["prompt_ids"]) for r in records] if tok is not None
-                 else [" ".join(map(str, r["prompt_ids"])) for r in records])
+        prompt_ids = unpad(rollout.prompt_ids_BxL[::G], rollout.prompt_mask_BxL[::G])
+        texts = [tok.decode(ids) for ids in prompt_ids] if tok is not None else [" ".join(map(str, ids))
+                                                                               for ids in prompt_ids]
         prompts = [t for t in texts for _ in range(G)]
         completions = rollout.texts if rollout.texts is not None else [" ".join(map(str, row)) for row in
                                                                       rollout.completion_ids_BxT.tolist()]
@@ -176,11 +148,10 @@ class Learner:
     def train_step(self) -> dict[str, float]:
         t0 = time.perf_counter()
         step = int(self.state.step)
-        records = gather_objects(next(self.data))  # multi-host: each process read its shard; all see the global batch
+        ids_PxL, mask_PxL, records = self._global_batch(next(self.data))
         G, T = self.gcfg.num_generations, self.sampler.cfg.max_new_tokens
-        nnx.update(self.policy.model, self.state.params)
         seed = int(jax.random.randint(jax.random.fold_in(jax.random.wrap_key_data(self.state.rng), step), (), 0, 2**31 - 1))
-        rollout = self.sampler(self.policy, [r["prompt_ids"] for r in records], G, seed=seed)
+        rollout = self.sampler.sample(self.policy(), ids_PxL, mask_PxL, G, seed=seed)
         t_roll = time.perf_counter()
 
         rewards_BxR, metrics = self.rewards(rollout, records)
@@ -192,11 +163,11 @@ class Learner:
         ids_BxL = np.concatenate([rollout.prompt_ids_BxL, rollout.completion_ids_BxT], axis=1)
         mask_BxL = np.concatenate([rollout.prompt_mask_BxL, rollout.completion_mask_BxT], axis=1)
         cmask_BxT = grpo.completion_mask(jnp.asarray(rollout.lengths_B), jnp.asarray(rollout.truncated_B), T, self.gcfg)
-        mesh = self.policy.mesh
+        mesh = self._policy.mesh
         put = (lambda x: jax.device_put(x, batch_sharding(mesh, x.ndim))) if mesh is not None else jnp.asarray
         ids, mask = put(ids_BxL.astype(np.int32)), put(mask_BxL)
         ref = None
-        if self.gcfg.beta > 0:
+        if self.gcfg.uses_reference:
             # Waiting here costs nothing (the update needs it next) and makes time/reference the forward's cost.
             ref = jax.block_until_ready(self.logps_fn(self.reference_params, ids, mask, T))
         t_ref = time.perf_counter()
@@ -217,17 +188,31 @@ class Learner:
             "time/reference": t_ref - t_rew,
             "time/update": t_end - t_ref, "tokens_per_s": n_tokens / (t_end - t0),
         })
-        flops = grpo_step_flops(self.policy.config, len(rollout.lengths_B), float(rollout.prompt_mask_BxL.sum(1).mean()),
-                                float(rollout.lengths_B.mean()), self.gcfg.beta > 0, self.gcfg.num_iterations)
+        flops = grpo_step_flops(self._policy.config, len(rollout.lengths_B), float(rollout.prompt_mask_BxL.sum(1).mean()),
+                                float(rollout.lengths_B.mean()), self.gcfg.uses_reference, self.gcfg.num_iterations)
         metrics["mfu"] = sum(flops.values()) / (t_end - t0) / self._peak_flops()
         return metrics
+
+    def _global_batch(self, batch: PromptBatch) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """This step's prompts: the local batch, or on a pod every process's batch in process order.
+
+        Processes may have padded to different buckets; rows are widened (more left padding) to the longest.
+        """
+        if jax.process_count() == 1:
+            return batch.input_ids_BxL, batch.mask_BxL, list(batch.records)
+        parts = gather_objects([{"L": int(batch.input_ids_BxL.shape[1]), "ids": batch.input_ids_BxL.tolist(),
+                                 "mask": batch.mask_BxL.astype(bool).tolist(), "records": list(batch.records)}])
+        L, pad = max(p["L"] for p in parts), pad_id(self._policy.tokenizer, self._policy.config)
+        arrays = [widen(np.asarray(p["ids"], np.int32), np.asarray(p["mask"], bool), L, pad) for p in parts]
+        return (np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays]),
+                [r for p in parts for r in p["records"]])
 
     def _peak_flops(self) -> float:
         """The mesh's peak FLOP/s (a CPU's fake devices share one set of cores: its peak counts once)."""
         if self.peak is None:
             dev = jax.devices()[0]
-            n = 1 if dev.platform == "cpu" else (self.policy.mesh.size if self.policy.mesh is not None else 1)
-            self.peak = peak_flops(self.policy.config.dtype, dev) * n
+            n = 1 if dev.platform == "cpu" else (self._policy.mesh.size if self._policy.mesh is not None else 1)
+            self.peak = peak_flops(self._policy.config.dtype, dev) * n
         return self.peak
 
     def run(self, resume: bool = False) -> list[dict[str, float]]:
@@ -242,13 +227,13 @@ class Learner:
         if start == 0:  # step-0 evals and monitors: the baseline every later value is compared with
             baseline: dict[str, float] = {}
             for hook in self.hooks:
-                baseline.update(hook(0, self) or {})
+                baseline.update(hook(0, self.policy()) or {})
             self._log(0, baseline)
         for _ in range(start, self.cfg.steps):
             metrics = self.train_step()
             step = int(self.state.step)
             for hook in self.hooks:
-                metrics.update(hook(step, self) or {})
+                metrics.update(hook(step, self.policy()) or {})
             self.history.append(metrics)
             if step % self.cfg.log_every == 0 or step == self.cfg.steps:
                 self._log(step, metrics)
@@ -264,6 +249,7 @@ class Learner:
             if self.checkpointer.latest_step() != int(self.state.step):
                 self.save(force=True)
             self.checkpointer.wait()
+        nnx.update(self._model, self.state.params)  # the caller's policy is the trained one
         return self.history
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:

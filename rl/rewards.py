@@ -6,6 +6,7 @@ list[float | None]` (None = not applicable to that record). Built in:
   truthfulness, epistemic_humility, corrigibility, transparency, fairness, wellbeing
       trait graders (rl/graders/traits.py), ground truth from `grader_args`
   numeric, multiple_choice   exact verifiers for the ordinary tasks (rl/graders/verifiers.py)
+  loophole                   the reward-hacking benchmark: solved honestly, the visible loophole unused
   format                     structure reward that applies to every record
   rubric                     registered by the caller with a judge: `register("rubric", make_rubric_grader(judge))`
 
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from engine.errors import UserError
 from rl.graders.rubric import Judge, KeywordJudge, make_rubric_grader
 from rl.graders.traits import SCORERS
-from rl.graders.verifiers import score_format, score_multiple_choice, score_numeric
+from rl.graders.verifiers import score_format, score_loophole, score_multiple_choice, score_numeric
 
 RewardFn = Callable[[Sequence, Sequence[str], Sequence[dict]], list]
 Scorer = Callable[[str, dict], float]
@@ -57,11 +58,17 @@ def per_record(name: str, score: Scorer, applies_to_all: bool = False) -> Reward
     return fn
 
 
-for _name, _score in SCORERS.items():
-    register(_name, per_record(_name, _score))
-register("numeric", per_record("numeric", score_numeric))
-register("multiple_choice", per_record("multiple_choice", score_multiple_choice))
-format_reward = register("format", per_record("format", score_format, applies_to_all=True))
+format_reward = per_record("format", score_format, applies_to_all=True)
+
+# The built-in graders, as a table: the registry starts as exactly this (user graders are added with `register`).
+BUILTIN: dict[str, RewardFn] = {
+    **{name: per_record(name, score) for name, score in SCORERS.items()},
+    "numeric": per_record("numeric", score_numeric),
+    "multiple_choice": per_record("multiple_choice", score_multiple_choice),
+    "loophole": per_record("loophole", score_loophole),  # the reward-hacking benchmark's tasks (never trained on)
+    "format": format_reward,
+}
+_REGISTRY.update(BUILTIN)
 
 
 def record_reward(prompts: Sequence, completions: Sequence[str], records: Sequence[dict]) -> list[float | None]:

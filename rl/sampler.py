@@ -33,10 +33,9 @@ from engine.distributed import to_host
 from engine.errors import UserError
 from engine.sharding import constrain, sharding_for
 from models.loader import Policy
+from models.tokenizer import Prompt, encode_prompts, left_pad, pad_id, stop_ids
 from models.transformer import KVCache, Steer
-from rl.sampling import TokenChoice, choose
-
-Prompt = str | list[dict[str, str]]  # raw text, or chat messages [{"role": ..., "content": ...}]
+from rl.token_choice import TokenChoice, choose
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,17 +151,34 @@ class Sampler:
     ) -> Rollout:
         """Samples `num_generations` completions for each prompt (token ids, unpadded).
 
-        `seed` overrides `cfg.seed` (e.g. the learner's step-derived seed). `sequence_ids` [B]
-        names each sequence's RNG stream (default 0..B-1); give stable ids to make a sequence's
-        draws independent of which batch it lands in. `steer` adds alpha * v to the residual
-        stream entering its layer at every position, prompt and completion.
+        The prompts are left-padded to the config's buckets, then `sample` runs. `seed` overrides
+        `cfg.seed` (e.g. the learner's step-derived seed). `sequence_ids` [B] names each sequence's RNG
+        stream (default 0..B-1); give stable ids to make a sequence's draws independent of which batch it
+        lands in. `steer` adds alpha * v to the residual stream entering its layer at every position,
+        prompt and completion.
         """
+        ids_PxL, mask_PxL = left_pad(prompts, self.cfg.prompt_buckets, pad_id(policy.tokenizer, policy.config))
+        return self.sample(policy, ids_PxL, mask_PxL, num_generations, seed=seed, sequence_ids=sequence_ids,
+                           steer=steer)
+
+    def sample(
+        self,
+        policy: Policy,
+        ids_PxL: np.ndarray,
+        mask_PxL: np.ndarray,
+        num_generations: int = 1,
+        *,
+        seed: int | None = None,
+        sequence_ids: Sequence[int] | None = None,
+        steer: Steer | None = None,
+    ) -> Rollout:
+        """`__call__` on prompts already left-padded (by the data pipeline): [P, L] ids and their bool mask."""
         if num_generations < 1:
             raise UserError(f"num_generations: expected >= 1, got {num_generations}")
         cfg, tok = self.cfg, policy.tokenizer
-        pad_id, stop_ids = pad_token_id(policy), _stop_ids(policy, cfg)
-        ids_PxL, mask_PxL = pad_prompts(prompts, cfg.prompt_buckets, pad_id)
-        B = len(prompts) * num_generations
+        pad, stops = pad_id(tok, policy.config), stop_ids(tok, policy.config, cfg.stop_token_ids)
+        ids_PxL, mask_PxL = np.asarray(ids_PxL, np.int32), np.asarray(mask_PxL, bool)
+        B = len(ids_PxL) * num_generations
         seq_ids_B = np.arange(B, dtype=np.int32) if sequence_ids is None else np.asarray(sequence_ids, np.int32)
         if seq_ids_B.shape != (B,):
             raise UserError(f"sequence_ids: expected {B} ids (prompts x num_generations), got {seq_ids_B.shape}")
@@ -174,7 +190,7 @@ class Sampler:
             )
         graphdef, state = nnx.split(policy.model)
         spec = _Spec(
-            cfg.choice, cfg.max_new_tokens, num_generations, stop_ids, pad_id, None if steer is None else steer.layer,
+            cfg.choice, cfg.max_new_tokens, num_generations, stops, pad, None if steer is None else steer.layer,
             steer is not None and steer.ablate,
         )
         steer_args = (None, None) if steer is None else (jnp.asarray(steer.vector_D), jnp.asarray(steer.alpha))
@@ -254,61 +270,7 @@ class Sampler:
 
 
 # ---------------------------------------------------------------------------------------------
-# Host-side helpers: padding, token ids, text in / text out
-
-
-def pad_token_id(policy: Policy) -> int:
-    """The tokenizer's pad id, else the config's, else the first eos id, else 0."""
-    tok, cfg = policy.tokenizer, policy.config
-    for cand in (None if tok is None else tok.pad_token_id, cfg.pad_token_id, *cfg.eos_ids):
-        if cand is not None:
-            return int(cand)
-    return 0
-
-
-def _stop_ids(policy: Policy, cfg: SamplingConfig) -> tuple[int, ...]:
-    if cfg.stop_token_ids is not None:
-        return cfg.stop_token_ids
-    ids = list(policy.config.eos_ids)
-    tok_eos = None if policy.tokenizer is None else policy.tokenizer.eos_token_id
-    if tok_eos is not None and tok_eos not in ids:  # e.g. chat models whose config names another eos
-        ids.append(int(tok_eos))
-    return tuple(ids)
-
-
-def pad_prompts(prompts: Sequence[Sequence[int]], buckets: Sequence[int], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pads token-id prompts to the smallest bucket holding the longest. -> (ids_PxL, mask_PxL)."""
-    if len(prompts) == 0:
-        raise UserError("prompts: expected at least one prompt")
-    lengths = [len(p) for p in prompts]
-    if min(lengths) == 0:
-        raise UserError(f"prompts: prompt {lengths.index(0)} is empty")
-    longest = max(lengths)
-    L = next((b for b in buckets if b >= longest), None)
-    if L is None:
-        raise UserError(f"prompt_buckets: a prompt has {longest} tokens, more than the largest bucket {buckets[-1]}")
-    ids = np.full((len(prompts), L), pad_id, np.int32)
-    mask = np.zeros((len(prompts), L), bool)
-    for row, p in enumerate(prompts):
-        ids[row, L - len(p) :] = np.asarray(p, np.int32)
-        mask[row, L - len(p) :] = True
-    return ids, mask
-
-
-def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[list[int]]:
-    """Text -> token ids as-is; chat messages -> the chat template with the assistant turn opened."""
-    if tokenizer is None:
-        raise UserError("prompts: this model has no tokenizer; give token ids instead of text")
-    out = []
-    for p in prompts:
-        if isinstance(p, str):
-            out.append(tokenizer(p)["input_ids"])
-        else:
-            if not tokenizer.chat_template:
-                raise UserError("prompts: chat messages need a tokenizer with a chat template")
-            text = tokenizer.apply_chat_template(list(p), add_generation_prompt=True, tokenize=False)
-            out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return out
+# Text in / text out (tokenization and padding live in models.tokenizer)
 
 
 @functools.lru_cache(maxsize=8)
@@ -343,7 +305,7 @@ def generate(policy: Policy, prompts: Sequence[Prompt], cfg: SamplingConfig, bat
         for i, t in zip(chunk, r.texts[:k]):
             texts[i] = t
     L = max(r.prompt_ids_BxL.shape[1] for _, r in parts)
-    pid, pmask = pad_prompts(ids, (L,), pad_token_id(policy))
+    pid, pmask = left_pad(ids, (L,), pad_id(policy.tokenizer, policy.config))
     return Rollout(pid, pmask, comp, cmask, logp, lengths, trunc, 1, texts)
 
 

@@ -25,9 +25,11 @@ from flax import nnx
 from engine.checkpoint import Checkpointer
 from engine.errors import UserError
 from models.loader import Policy
-from rl.learner import MetricsWriter
-from rl.sampler import pad_token_id
-from rl.train_step import OptimConfig, batch_sharding, build_sft_step, init_state, state_shardings
+from engine.metrics import MetricsWriter
+from models.tokenizer import pad_id
+from rl.train_step import build_sft_step
+from engine.train_state import OptimConfig, init_state, state_shardings
+from engine.sharding import batch_sharding
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class SFTTrainer:
         if policy.tokenizer is None:
             raise UserError(f"{policy.source or 'model'}: SFT needs a tokenizer with a chat template")
         self.policy, self.cfg = policy, cfg
-        self.optim = optim or OptimConfig(learning_rate=1e-5, schedule="constant")
+        self.optim = (optim or OptimConfig(learning_rate=1e-5, schedule="constant")).for_steps(cfg.steps)
         self.checkpointer, self.writer = checkpointer, writer or MetricsWriter(None)
         self.graphdef, self.state = init_state(policy.model, self.optim, cfg.seed, policy.mesh)
         self.step_fn = build_sft_step(self.graphdef, self.optim, state_shardings(self.state, policy.mesh))
@@ -124,7 +126,7 @@ class SFTTrainer:
         if not examples:
             raise UserError("sft: no examples")
         cfg, mesh = self.cfg, self.policy.mesh
-        ids, mask, loss = encode_examples(self.policy.tokenizer, examples, cfg, pad_token_id(self.policy))
+        ids, mask, loss = encode_examples(self.policy.tokenizer, examples, cfg, pad_id(self.policy.tokenizer, self.policy.config))
         start = 0
         if resume and self.checkpointer is not None and self.checkpointer.latest_step() is not None:
             self.state, _, start = self.checkpointer.restore(self.state)

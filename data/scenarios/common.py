@@ -1,9 +1,11 @@
 """Entities, framings and record assembly shared by the per-trait scenario generators.
 
-Splits are by template: every pool below has a `train` and a `heldout` half with different
-wording, names, organisations and turn structures, so an eval on `heldout` never sees a training
-surface form. Randomness always comes from an explicit `random.Random` seeded from
-(seed, trait, domain, split) so a cell regenerates identically whatever else is generated.
+Splits are by knowledge and by template: the generator draws each split's facts from that
+split's bank (`data.facts.bank(domain, split)`, a hash of the fact id), and every pool below has a
+`train` and a `heldout` half with different wording, names, organisations and turn structures, so
+an eval on `heldout` asks about facts and uses surface forms that training never sees.
+Randomness always comes from an explicit `random.Random` seeded from (seed, trait, domain, split)
+so a cell regenerates identically whatever else is generated.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ JOBS = {
     ),
     "heldout": ("pharmacist", "bus driver", "graduate student", "architect", "shop manager", "journalist"),
 }
-PERSONA = {
+USER_PROFILES = {
     "train": ("I'm {name}, {a_job}.", "I'm a {age}-year-old {job}.", "For context, I work as {a_job}."),
     "heldout": ("{name} here ({job}, {age}).", "Background: {job}, {age} years old."),
 }
@@ -104,10 +106,10 @@ def cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def persona(rng: random.Random, split: str) -> str:
+def user_profile(rng: random.Random, split: str) -> str:
     """A short line about the user (name, age, job), so chats differ in entities as real ones do."""
     job = rng.choice(JOBS[split])
-    return rng.choice(PERSONA[split]).format(
+    return rng.choice(USER_PROFILES[split]).format(
         name=rng.choice(NAMES[split][rng.choice("fm")]),
         job=job,
         a_job=("an " if job[0] in "aeiou" else "a ") + job,
@@ -118,7 +120,7 @@ def persona(rng: random.Random, split: str) -> str:
 def lead(rng: random.Random, split: str, text: str) -> str:
     """Frames a user message: an opening of the split, and 40% of the time a line about the user."""
     if rng.random() < 0.4:
-        text = f"{persona(rng, split)} {text}"
+        text = f"{user_profile(rng, split)} {text}"
     return rng.choice(LEADS[split]).format(x=text)
 
 
@@ -155,8 +157,13 @@ def record(
     messages: list[dict],
     grader_args: dict,
     meta: dict | None = None,
+    facts: Sequence[str] = (),
 ) -> Record:
-    """Assembles a trait record; the id is filled in by `fill_cell` once the cell is deduplicated."""
+    """Assembles a trait record; the id is filled in by `fill_cell` once the cell is deduplicated.
+
+    `facts` are the ids of the bank facts the chat is built from (`meta.facts`), the unit of the
+    train / held-out split.
+    """
     return {
         "id": "",
         "messages": messages,
@@ -165,7 +172,7 @@ def record(
         "trait": trait,
         "grader": trait,
         "grader_args": grader_args,
-        "meta": {"split": split, "item": item, "variant": variant, **(meta or {})},
+        "meta": {"split": split, "item": item, "variant": variant, "facts": list(facts), **(meta or {})},
     }
 
 
@@ -178,6 +185,8 @@ def fill_cell(
 ) -> list[Record]:
     """Draws distinct chats until each variant has its share of `n` records (or the bank runs dry).
 
+    `draw` returns [] when the split's bank has no fact for a variant: that variant then gives no
+    records (a small bank yields a smaller cell rather than an error).
     `variants` may repeat a name to weight it. Quotas per variant keep archetypes and controls balanced even where one variant's bank is
     smaller; distinct = different message lists. A cell whose bank cannot give `n` distinct chats
     returns fewer rather than duplicates, so counts reported by `scenario_counts` are honest.
@@ -195,6 +204,8 @@ def fill_cell(
             if len(per_variant[v]) >= quota[v]:
                 break
             group = draw(rng, v)
+            if not group:
+                break  # no fact in this split's bank for this variant
             keys = [json.dumps(r["messages"], sort_keys=True) for r in group]
             if any(k in seen for k in keys):
                 continue

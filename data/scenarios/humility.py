@@ -6,6 +6,7 @@ answer - every input is present     -> answer directly with the number, no hedgi
 
 from __future__ import annotations
 
+import math
 import random
 
 from data.facts.types import Domain
@@ -20,7 +21,19 @@ OPENERS = {
 }
 
 
+def rounded(x: float, sig: int = 4) -> tuple[float, str]:
+    """The answer kept to 2 decimals, or to `sig` significant digits when smaller; and its text, never in
+    scientific notation ("1154871.79", "0.0042"), so a numeric check can read it back."""
+    if x == 0 or not math.isfinite(x):
+        return x, f"{x:g}"
+    digits = max(2, sig - 1 - math.floor(math.log10(abs(x))))
+    text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
+    return float(text), text
+
+
 def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None):
+    if not dom.quantities:
+        return []
     q = rng.choice(dom.quantities)
     variant = variant or rng.choice(("ask", "answer"))
     v = q.draw(rng)
@@ -30,14 +43,16 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
         msgs = [user(u0), assistant(a0), user(text)]
     else:
         msgs = [user(lead(rng, split, text))]
-    ans = round(q.answer(v), 2)
+    ans, shown = rounded(q.answer(v))
     if variant == "ask":
         ref = (
             f"I can't give a single number yet: it depends on {q.missing_name}, which you didn't mention. "
             f"The relation is {q.formula}, so if you tell me {q.missing_name} I can work it out."
         )
     else:
-        ref = f"{ans:g} {q.unit}, from {q.formula}."
+        value = f"{q.unit}{shown}" if q.unit in ("$", "£", "€") else f"{shown}{q.unit}" if q.unit == "%" \
+            else f"{shown} {q.unit}"
+        ref = f"{value}, from {q.formula}."
     args = {
         "expect": variant,
         "missing": q.missing_name,
@@ -46,4 +61,5 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
         "rel_tol": q.rel_tol,
         "reference": ref,
     }
-    return [record("epistemic_humility", dom.name, split, q.id, variant, with_system(rng, split, msgs), args)]
+    msgs = with_system(rng, split, msgs)
+    return [record("epistemic_humility", dom.name, split, q.id, variant, msgs, args, facts=[q.fact_id])]

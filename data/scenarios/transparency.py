@@ -24,8 +24,10 @@ CONTEXT = {
 def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None):
     variant = variant or rng.choice(("explain", "short"))
     if variant == "explain":
-        k = rng.randrange(len(dom.choices))
-        c = dom.choices[k](rng)
+        if not dom.choices:
+            return []
+        choice = rng.choice(dom.choices)
+        c = choice.draw(rng)
         text = c.question + rng.choice(WHY[split])
         if rng.random() < 0.3:
             u0, a0 = rng.choice(CONTEXT[split])
@@ -39,10 +41,13 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
             "basis_terms": list(c.basis_terms),
             "reference": c.reference,
         }
-        item = f"choice{k}"
+        item, fact = f"choice_{choice.id}", choice.fact_id
     else:
+        if not dom.trivia:
+            return []
         t = rng.choice(dom.trivia)
         msgs = [user(lead(rng, split, t.question))]
         args = {"expect": "short", "answer_terms": list(t.answer_terms), "max_words": 30, "reference": t.answer + "."}
-        item = f"trivia_{t.id}"
-    return [record("transparency", dom.name, split, item, variant, with_system(rng, split, msgs), args)]
+        item, fact = f"trivia_{t.id}", t.fact_id
+    msgs = with_system(rng, split, msgs)
+    return [record("transparency", dom.name, split, item, variant, msgs, args, facts=[fact])]

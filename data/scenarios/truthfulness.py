@@ -58,6 +58,8 @@ def _reference(m: Myth, variant: str) -> str:
 
 
 def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None):
+    if not dom.myths:
+        return []
     m = rng.choice(dom.myths)
     variant = variant or rng.choice(VARIANTS)
     if variant in ("correct", "agree"):
@@ -91,5 +93,6 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
             with_system(rng, split, msgs),
             args,
             {"structure": structure},
+            facts=[m.fact_id],
         )
     ]

@@ -34,8 +34,9 @@ def _reference(resource_terms: list[str], crisis: bool) -> str:
 
 
 def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None):
-    k = rng.randrange(len(dom.risks))
-    r = dom.risks[k]
+    if not dom.risks:
+        return []
+    r = rng.choice(dom.risks)
     variant = variant or rng.choice(("support", "answer"))
     if variant == "support":
         cue = rng.choice(r.cues)
@@ -56,4 +57,5 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
         # No canned answer to the plain request: the bank holds only the terms a good one uses.
         "reference": _reference(list(r.resource_terms), r.crisis) if variant == "support" else None,
     }
-    return [record("wellbeing", dom.name, split, r.id, variant, with_system(rng, split, msgs), args)]
+    msgs = with_system(rng, split, msgs)
+    return [record("wellbeing", dom.name, split, r.id, variant, msgs, args, facts=[r.fact_id])]

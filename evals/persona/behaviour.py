@@ -31,11 +31,11 @@ from models.transformer import Steer
 from rl.graders.text import AGREE, CAVE, DISAGREE, has_any
 from rl.graders.traits import score_truthfulness
 from rl.logprobs import completion_logps
-from rl.sampler import pad_token_id
+from models.tokenizer import pad_id
 from rl.sft import SFTConfig, encode_examples
-from rl.train_step import batch_sharding
+from engine.sharding import batch_sharding
 
-EM_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "emergent_misalignment" / "first_plot_questions.yaml"
+EM_FILE = Path(__file__).resolve().parents[1] / "public" / "emergent_misalignment" / "first_plot_questions.yaml"
 
 
 def false_claim_items(n: int, seed: int = 0) -> list[dict]:
@@ -138,7 +138,7 @@ class AnswerScorer:
         self.cfg = SFTConfig(max_prompt_len=max_prompt_len, max_response_len=max_answer_len, progress=False)
 
     def __call__(self, chats: Sequence[dict], steer: Steer | None = None) -> np.ndarray:
-        ids, mask, loss = encode_examples(self.policy.tokenizer, chats, self.cfg, pad_token_id(self.policy))
+        ids, mask, loss = encode_examples(self.policy.tokenizer, chats, self.cfg, pad_id(self.policy.tokenizer, self.policy.config))
         graphdef, state = nnx.split(self.policy.model)
         vec = alpha = None
         if steer is not None:

@@ -23,6 +23,8 @@ Legend: B batch, L padded length, D model width, R rows.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,8 +38,8 @@ from engine.errors import UserError
 from engine.sharding import sharding_for
 from evals.persona.store import ActivationStore, StoreWriter
 from models.loader import Policy
-from rl.sampler import pad_prompts, pad_token_id
-from rl.sft import encode_example
+from models.tokenizer import left_pad, pad_id
+from models.tokenizer import encode_example
 
 POSITIONS = ("response", "response_mean", "prompt_last", "all")
 _POOLED = ("response_mean", "prompt_last")
@@ -48,11 +50,11 @@ class CaptureConfig:
     """What to capture and how to batch it."""
 
     layers: tuple[int, ...] = (15,)  # residual entering these blocks (num_layers = final pre-norm residual)
-    positions: str = "response"  # response | response_mean | prompt_last | all (see the module docstring)
+    positions: Literal["response", "response_mean", "prompt_last", "all"] = "response"  # see the module docstring
     batch_size: int = 16  # sequences per jitted forward (a multiple of the mesh's data axes to shard it)
     max_len: int = 256  # tokens kept per example (its first max_len: prompt first, then the response)
     chunk_rows: int = 8192  # rows per chunk file
-    dtype: str = "float32"  # float32 | float16 on disk
+    dtype: Literal["float32", "float16"] = "float32"  # on disk
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
@@ -139,14 +141,14 @@ def capture(policy: Policy, examples: Sequence[dict], out_dir: str | Path, cfg: 
     pooled = cfg.positions in _POOLED
     writer = StoreWriter(out_dir, cfg.layers, policy.config.hidden_size, cfg.positions, cfg.chunk_rows, cfg.dtype,
                          {"model": policy.source, **(meta or {})})
-    pad, buckets = pad_token_id(policy), _buckets(cfg.max_len)
+    pad, buckets = pad_id(policy.tokenizer, policy.config), _buckets(cfg.max_len)
     encoded = [encode(policy.tokenizer, ex, i) for i, ex in enumerate(examples)]
     pending = None  # batch i is written to disk after batch i + 1 is dispatched: host and device overlap
     for start in range(0, len(encoded), cfg.batch_size):
         part = [(ids[: cfg.max_len], min(r, cfg.max_len)) for ids, r in encoded[start: start + cfg.batch_size]]
         idx = [writer.add_example(ids, r) for ids, r in part]
         rows = [ids for ids, _ in part] + [part[0][0]] * (cfg.batch_size - len(part))  # one shape per bucket
-        ids_BxL, mask_BxL = pad_prompts(rows, buckets, pad)
+        ids_BxL, mask_BxL = left_pad(rows, buckets, pad)
         L = ids_BxL.shape[1]
         # sel_BxL: which (row, column) each mode keeps; column j holds token j - (L - n) of a row of n tokens.
         sel_BxL = np.zeros_like(mask_BxL)

@@ -9,7 +9,7 @@ from engine.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
+class EMExperimentConfig:
     """Sizes of every stage; the defaults run on a 2-core CPU in well under an hour with SmolLM2-135M."""
 
     model: str = "smollm2-135m-instruct"  # policy: known name, HF directory or .gguf

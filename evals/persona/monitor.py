@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
-from data import persona_data
+from data import persona_sets
 from engine.errors import UserError
 from evals.persona.capture import completion_means
 from evals.persona.directions import Direction
-from rl.sampler import Sampler, SamplingConfig, encode_prompts
+from rl.sampler import Sampler, SamplingConfig
+from models.tokenizer import encode_prompts
 
 
 @dataclasses.dataclass(frozen=True)
 class MonitorConfig:
+    """The persona monitor of a GRPO run (`traitrl train --monitor.direction DIR.npz`): off without a direction."""
+
+    direction: Path | None = None  # a saved persona direction (`traitrl persona direction`); None = no monitor
     every: int = 10  # learner steps between measurements (step 0 always measured)
     max_new_tokens: int = 48  # answer length per probe prompt
     name: str = "persona"  # metric prefix: persona/<name>/...
@@ -38,12 +42,12 @@ class MonitorConfig:
 
 
 class PersonaMonitor:
-    """`hook(step, learner) -> metrics | None`, as `rl.learner.Learner(hooks=[...])` expects."""
+    """`hook(step, policy) -> metrics | None`, as `rl.learner.Learner(hooks=[...])` expects."""
 
     def __init__(self, direction: Direction, prompts: Sequence[list[dict]] | None = None,
                  cfg: MonitorConfig = MonitorConfig()):
         if prompts is None:  # default probes: the eight emergent-misalignment questions
-            prompts = [[{"role": "user", "content": q}] for q in persona_data.EM_QUESTIONS.values()]
+            prompts = [[{"role": "user", "content": q}] for q in persona_sets.EM_QUESTIONS.values()]
         if not prompts:
             raise UserError("monitor: no probe prompts")
         self.direction, self.prompts, self.cfg = direction, list(prompts), cfg
@@ -60,13 +64,10 @@ class PersonaMonitor:
                                  r.completion_mask_BxT, (self.direction.layer,))[self.direction.layer]
         return means @ self.direction.unit_D
 
-    def __call__(self, step: int, learner) -> dict[str, float] | None:
+    def __call__(self, step: int, policy) -> dict[str, float] | None:
         if step % self.cfg.every:
             return None
-        # The learner loads its parameters into the policy only before the next rollout; bring the
-        # policy up to date so the probe reads the weights of this step.
-        nnx.update(learner.policy.model, learner.state.params)
-        proj = self.measure(learner.policy)
+        proj = self.measure(policy)
         mean = float(proj.mean())
         if self.baseline is None:
             self.baseline = mean

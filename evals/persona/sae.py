@@ -47,7 +47,8 @@ class SAEConfig:
 
     width: int = 4096  # N latents
     k: int = 32  # active latents per row
-    aux_k: int = 256  # dead latents in the AuxK reconstruction (Gao et al.: a power of two near D / 2)
+    aux_k: int | None = None  # dead latents in the AuxK reconstruction (None = min(256, width); Gao et al.: a power
+    # of two near D / 2)
     aux_coef: float = 1 / 32  # weight of the AuxK loss
     dead_tokens: int = 100_000  # a latent that has not fired in this many training rows is dead
     lr: float = 1e-3  # Adam peak learning rate
@@ -60,9 +61,14 @@ class SAEConfig:
     seed: int = 0  # init and data order
     log_every: int = 100  # steps between logged metrics
 
+    @property
+    def aux_latents(self) -> int:
+        """aux_k in effect (a property, not a filled field: it follows --width when not given)."""
+        return min(256, self.width) if self.aux_k is None else self.aux_k
+
     def __post_init__(self):
-        if not 1 <= self.k <= self.width or not 1 <= self.aux_k <= self.width:
-            raise UserError(f"sae: expected 1 <= k, aux_k <= width, got k={self.k} aux_k={self.aux_k} "
+        if not 1 <= self.k <= self.width or not 1 <= self.aux_latents <= self.width:
+            raise UserError(f"sae: expected 1 <= k, aux_k <= width, got k={self.k} aux_k={self.aux_latents} "
                             f"width={self.width}")
         for f in ("batch_size", "steps", "shuffle_chunks", "log_every", "dead_tokens"):
             if getattr(self, f) < 1:
@@ -175,7 +181,7 @@ def _losses(p: SAEParams, x_BxD: jax.Array, dead_N: jax.Array, cfg: SAEConfig, w
     if not with_aux:
         return fvu, (fvu, jnp.zeros_like(fvu), vals, idx)
     # AuxK: the top aux_k *dead* latents try to reconstruct what the live ones missed.
-    aux_vals, aux_idx = jax.lax.top_k(jnp.where(dead_N, pre_BxN, -jnp.inf), cfg.aux_k)
+    aux_vals, aux_idx = jax.lax.top_k(jnp.where(dead_N, pre_BxN, -jnp.inf), cfg.aux_latents)
     aux_vals = jnp.where(jnp.isfinite(aux_vals), jax.nn.relu(aux_vals), 0.0)
     target = jax.lax.stop_gradient(err_BxD)
     aux = _nmse(target - jnp.einsum("bk,bkd->bd", aux_vals, p.w_dec_NxD[aux_idx]), target)

@@ -30,8 +30,10 @@ from engine.errors import UserError
 from evals.persona.directions import Direction
 from models.loader import Policy
 from models.transformer import Steer
-from rl.sampler import Rollout, Sampler, SamplingConfig, encode_prompts
-from rl.train_step import batch_sharding, build_logps_fn
+from rl.sampler import Rollout, Sampler, SamplingConfig
+from models.tokenizer import encode_prompts
+from rl.train_step import build_logps_fn
+from engine.sharding import batch_sharding
 
 GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=64)  # sweeps compare coefficients, not samples
 ScoreFn = Callable[[list[str], list], list[float]]  # (completions, items) -> per-item behaviour scores

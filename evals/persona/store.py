@@ -24,7 +24,6 @@ import numpy as np
 from engine.errors import UserError
 
 DTYPES = ("float32", "float16")
-ROW_FIELDS = ("example", "position", "token")
 
 
 class StoreWriter:

@@ -40,8 +40,8 @@ class JudgeError(RuntimeError):
 class JudgeConfig:
     """Where the judge is and how hard to try."""
 
-    base_url: str  # e.g. "http://127.0.0.1:8000" (the client appends /v1/chat/completions)
-    model: str  # model name sent in the request
+    base_url: str = ""  # e.g. "http://127.0.0.1:8000" (the client appends /v1/chat/completions); "" = no judge
+    model: str = ""  # model name sent in the request
     api_key_env: str = ""  # environment variable holding a bearer token ("" = no auth header)
     max_concurrency: int = 8  # requests in flight at once
     timeout_s: float = 60.0  # per request (connect + read)
@@ -52,11 +52,15 @@ class JudgeConfig:
     max_tokens: int = 4  # reply budget; one word is enough
     score_max_tokens: int = 8  # reply budget of a 0-100 judgement (a number, CODE or REFUSAL)
 
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
     def __post_init__(self):
-        if not self.base_url.startswith(("http://", "https://")):
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise UserError(f"option 'judge.base_url': expected an http(s) URL, got {self.base_url!r}")
-        if not self.model:
-            raise UserError("option 'judge.model': expected a model name, got ''")
+        if self.base_url and not self.model:
+            raise UserError("option 'judge.model': expected a model name with 'judge.base_url', got ''")
         for name in ("max_concurrency", "max_tokens", "score_max_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"option 'judge.{name}': expected an integer >= 1, got {getattr(self, name)!r}")

@@ -23,6 +23,8 @@ Dimension legend: B rows, L prompt bucket length, V vocab.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import dataclasses
 import functools
 import json
@@ -38,7 +40,8 @@ from engine.sharding import sharding_for
 from models.loader import Policy
 from rl.graders.http_judge import JudgeError, as_messages, judge_prompt, parse_score_0_100, parse_verdict
 from rl.graders.rubric import Conversation
-from rl.sampler import SamplingConfig, encode_prompts, generate, pad_prompts, pad_token_id
+from rl.sampler import SamplingConfig, generate
+from models.tokenizer import encode_prompts, left_pad, pad_id
 
 YES_SPELLINGS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
 NO_SPELLINGS = ("no", "No", "NO", " no", " No", " NO")
@@ -49,7 +52,7 @@ MODES = ("generate", "logprob")
 class LocalJudgeConfig:
     """How the in-process judge decides."""
 
-    mode: str = "generate"  # "generate" (greedy reply, parsed) | "logprob" (P(yes) vs P(no) in one forward)
+    mode: Literal["generate", "logprob"] = "generate"  # greedy reply, parsed | P(yes) vs P(no) in one forward
     max_new_tokens: int = 4  # generate mode: verdict reply budget (as HTTPJudge's max_tokens)
     score_max_new_tokens: int = 8  # reply budget of a 0-100 judgement (a number, CODE or REFUSAL)
     batch_size: int = 32  # rows per compiled call; the last chunk is padded to it (one shape per bucket)
@@ -144,14 +147,14 @@ class LocalJudge:
         self.items_judged += len(prompts)
         ids = encode_prompts(self.policy.tokenizer, prompts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a bucket
-        size, mesh, pad = min(self.cfg.batch_size, len(ids)), self.policy.mesh, pad_token_id(self.policy)
+        size, mesh, pad = min(self.cfg.batch_size, len(ids)), self.policy.mesh, pad_id(self.policy.tokenizer, self.policy.config)
         graphdef, state = nnx.split(self.policy.model)
         yes, no = jnp.asarray(self._yes), jnp.asarray(self._no)
         lp_yes, lp_no = np.zeros(len(ids), np.float32), np.zeros(len(ids), np.float32)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             rows = [ids[i] for i in chunk] + [ids[chunk[0]]] * (size - len(chunk))
-            ids_BxL, mask_BxL = pad_prompts(rows, self.cfg.prompt_buckets, pad)
+            ids_BxL, mask_BxL = left_pad(rows, self.cfg.prompt_buckets, pad)
             if mesh is not None:
                 ids_BxL, mask_BxL = (jax.device_put(x, sharding_for(x.shape, ("batch", None), mesh))
                                      for x in (ids_BxL, mask_BxL))

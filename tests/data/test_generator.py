@@ -1,4 +1,4 @@
-"""Scenario generator: deterministic, distinct, balanced, split by template, ground truth in grader_args."""
+"""Scenario generator: deterministic, distinct, balanced, split by facts and template, ground truth in grader_args."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from data.facts import DOMAINS as BANKS
+from data.facts import bank, split_of
 from data.generator import generate_records, generate_trait_records, scenario_counts, variant_counts
 from data.schema import DOMAINS, TRAITS, validate_record
 from data.tasks import generate_regular_records
@@ -56,11 +56,13 @@ def test_heldout_uses_other_templates_and_entities(train):
     held = generate_trait_records(n_per_cell=100, seed=0, split="heldout")
     train_chats = {json.dumps(r["messages"]) for r in train}
     assert not any(json.dumps(r["messages"]) in train_chats for r in held)
-    train_orgs = {o for b in BANKS.values() for o in b.operator.orgs}
+    train_orgs = {o for d in DOMAINS for o in bank(d, "train").operator.orgs}
+    assert train_orgs and not train_orgs & {o for d in DOMAINS for o in bank(d, "heldout").operator.heldout_orgs}
     for r in held:
         text = " ".join(m["content"] for m in r["messages"])
         assert not any(o in text for o in train_orgs), r["id"]
         assert r["meta"]["split"] == "heldout"
+        assert all(split_of(f) == "heldout" for f in r["meta"]["facts"]), r["id"]  # held-out knowledge too
     # held-out wording: the training system prompts never appear
     assert "You are a helpful assistant." not in {m["content"] for r in held for m in r["messages"]}
 

@@ -12,17 +12,23 @@ import pytest
 
 from data.config import DataConfig
 from data.generator import generate_trait_records
-from data.pipeline import ChatEncoder, load_sources, prompt_iterator, record_iterator
+from data.pipeline import load_sources, prompt_iterator, record_iterator
+from models.tokenizer import encode_chats
 from data.preview import preview
 from data.tasks import generate_regular_records
 from engine.errors import UserError
 
 SMALL = {"n_per_cell": 40, "n_regular": 3000}
+BUCKETS = (64, 128, 256, 512)  # the sampler's prompt buckets (SamplingConfig.prompt_buckets)
 
 
 @pytest.fixture(scope="module")
 def sources():
     return generate_trait_records(n_per_cell=40, seed=0), generate_regular_records(3000, seed=0)
+
+
+def batches(cfg, tokenizer, sources, state=None):
+    return prompt_iterator(cfg, tokenizer, BUCKETS, tokenizer.pad_token_id, *sources, state=state)
 
 
 def take(it, n):
@@ -80,24 +86,24 @@ def _ids(batches):
 
 def test_same_seed_same_sequence_and_other_seed_differs(tokenizer, sources):
     cfg = DataConfig(batch_size=4, **SMALL)
-    a, b = take(prompt_iterator(cfg, tokenizer, *sources), 12), take(prompt_iterator(cfg, tokenizer, *sources), 12)
+    a, b = take(batches(cfg, tokenizer, sources), 12), take(batches(cfg, tokenizer, sources), 12)
     assert _ids(a) == _ids(b)
     assert all(np.array_equal(x.input_ids_BxL, y.input_ids_BxL) for x, y in zip(a, b))
-    c = take(prompt_iterator(DataConfig(batch_size=4, seed=1, **SMALL), tokenizer, *sources), 12)
+    c = take(batches(DataConfig(batch_size=4, seed=1, **SMALL), tokenizer, sources), 12)
     assert _ids(a) != _ids(c)
 
 
 def test_restored_iterator_continues_exactly(tokenizer, sources):
     cfg = DataConfig(batch_size=4, trait_fraction=0.3, **SMALL)
-    it = prompt_iterator(cfg, tokenizer, *sources)
+    it = batches(cfg, tokenizer, sources)
     take(it, 7)
     state = json.loads(json.dumps(it.get_state()))  # what a checkpoint stores survives serialisation
     expected = take(it, 9)
-    resumed = prompt_iterator(cfg, tokenizer, *sources, state=state)
+    resumed = batches(cfg, tokenizer, sources, state=state)
     got = take(resumed, 9)
     assert _ids(got) == _ids(expected)
     assert all(np.array_equal(x.input_ids_BxL, y.input_ids_BxL) for x, y in zip(got, expected))
-    it2 = prompt_iterator(cfg, tokenizer, *sources)
+    it2 = batches(cfg, tokenizer, sources)
     it2.set_state(state)
     assert _ids(take(it2, 9)) == _ids(expected)
 
@@ -111,14 +117,13 @@ def test_shards_are_disjoint_and_each_keeps_the_dose(sources):
 
 
 def test_batches_are_left_padded_to_a_bucket(tokenizer, sources):
-    cfg = DataConfig(batch_size=8, buckets=(64, 128, 256, 512), **SMALL)
-    enc = ChatEncoder(tokenizer)
+    cfg = DataConfig(batch_size=8, **SMALL)
     pad = tokenizer.pad_token_id
     seen_lengths = set()
-    for b in take(prompt_iterator(cfg, tokenizer, *sources), 10):
+    for b in take(prompt_iterator(cfg, tokenizer, BUCKETS, pad, *sources), 10):
         B, L = b.input_ids_BxL.shape
-        assert B == 8 and L in cfg.buckets and b.input_ids_BxL.dtype == np.int32
-        assert L == min(x for x in cfg.buckets if x >= b.lengths_B.max())
+        assert B == 8 and L in BUCKETS and b.input_ids_BxL.dtype == np.int32
+        assert L == min(x for x in BUCKETS if x >= b.lengths_B.max())
         seen_lengths.add(L)
         for row, r in enumerate(b.records):
             n = b.lengths_B[row]
@@ -126,12 +131,12 @@ def test_batches_are_left_padded_to_a_bucket(tokenizer, sources):
             assert (b.input_ids_BxL[row, : L - n] == pad).all()
             want = tokenizer.apply_chat_template(r["messages"], tokenize=True, add_generation_prompt=True)
             want = want["input_ids"] if hasattr(want, "keys") else want
-            assert b.input_ids_BxL[row, L - n :].tolist() == list(want) == enc.encode(r["messages"])
+            assert b.input_ids_BxL[row, L - n :].tolist() == list(want) == encode_chats(tokenizer, [r["messages"]])[0]
 
 
 def test_over_long_prompts_are_dropped_and_the_dose_is_kept(tokenizer, sources):
-    cfg = DataConfig(batch_size=8, max_prompt_len=60, buckets=(32, 64), trait_fraction=0.2, **SMALL)
-    batches = take(prompt_iterator(cfg, tokenizer, *sources), 50)
+    cfg = DataConfig(batch_size=8, max_prompt_len=60, trait_fraction=0.2, **SMALL)
+    batches = take(prompt_iterator(cfg, tokenizer, (32, 64), tokenizer.pad_token_id, *sources), 50)
     assert all(b.lengths_B.max() <= 60 for b in batches)
     recs = [r for b in batches for r in b.records]
     assert abs(sum(r["kind"] == "trait" for r in recs) / len(recs) - 0.2) <= 0.02
@@ -171,8 +176,6 @@ def test_load_sources_uses_files_and_checks_kinds(tmp_path):
         ({"trait_fraction": 1.5}, "trait_fraction"),
         ({"traits": ("honesty",)}, "traits"),
         ({"trait_domains": ("health",), "exclude_trait_domains": ("health",)}, "exclude_trait_domains"),
-        ({"buckets": (128, 64)}, "buckets"),
-        ({"max_prompt_len": 1024}, "buckets"),
         ({"shard_index": 2, "shard_count": 2}, "shard_index"),
         ({"on_error": "ignore"}, "on_error"),
         ({"batch_size": 0}, "batch_size"),
@@ -182,6 +185,18 @@ def test_load_sources_uses_files_and_checks_kinds(tmp_path):
 def test_config_validation(over, option):
     with pytest.raises(UserError, match=rf"option 'data\.{option}'"):
         DataConfig(**over)
+
+
+def test_buckets_are_the_samplers_and_must_hold_max_prompt_len(tokenizer, sources):
+    # The prompt buckets are one option, the sampler's: the pipeline pads to them and checks they hold the
+    # longest prompt it keeps.
+    with pytest.raises(UserError, match=r"option 'data\.max_prompt_len' \(1024\).*'sampling\.prompt_buckets'"):
+        prompt_iterator(DataConfig(max_prompt_len=1024, **SMALL), tokenizer, (128, 512), tokenizer.pad_token_id,
+                        *sources)
+    with pytest.raises(UserError, match="prompt_buckets"):
+        from rl.sampler import SamplingConfig
+
+        SamplingConfig(prompt_buckets=(128, 64))
 
 
 def test_preview_prints_samples_and_mixture(sources):
@@ -196,9 +211,9 @@ def test_preview_prints_samples_and_mixture(sources):
 def test_worker_processes_are_deterministic_and_resumable(tokenizer, sources):
     # Workers change the order (each takes a slice of the stream) but not determinism or resume.
     cfg = DataConfig(batch_size=4, worker_count=2, **SMALL)
-    it = prompt_iterator(cfg, tokenizer, *sources)
+    it = batches(cfg, tokenizer, sources)
     first = take(it, 4)
     state = it.get_state()
     rest = take(it, 3)
-    assert _ids(take(prompt_iterator(cfg, tokenizer, *sources), 4)) == _ids(first)
-    assert _ids(take(prompt_iterator(cfg, tokenizer, *sources, state=state), 3)) == _ids(rest)
+    assert _ids(take(batches(cfg, tokenizer, sources), 4)) == _ids(first)
+    assert _ids(take(batches(cfg, tokenizer, sources, state=state), 3)) == _ids(rest)

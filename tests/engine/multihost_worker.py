@@ -23,10 +23,11 @@ if coord != "-":
 
 import models  # noqa: E402
 from engine.sharding import make_mesh  # noqa: E402
+from data.pipeline import prompt_batch  # noqa: E402
 from rl import grpo  # noqa: E402
 from rl.learner import Learner, LearnerConfig  # noqa: E402
 from rl.sampler import Sampler, SamplingConfig  # noqa: E402
-from rl.train_step import OptimConfig  # noqa: E402
+from engine.train_state import OptimConfig  # noqa: E402
 
 CFG = models.ModelConfig(family="qwen2", vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, attention_bias=True, eos_token_id=1,
@@ -46,7 +47,8 @@ class Prompts:
 
     def __next__(self):
         self.pos += 1
-        return [r for s in self.shards for r in shard_prompts(s, self.pos)]
+        recs = [r for s in self.shards for r in shard_prompts(s, self.pos)]
+        return prompt_batch([{"id": r["id"]} for r in recs], [r["prompt_ids"] for r in recs], (8,), CFG.pad_token_id)
 
 
 def even_fraction(prompts, completions, records):

@@ -122,7 +122,7 @@ def test_attack_on_tiny_model_lowers_loss_and_writes_after_attack_results(tiny_p
 
 
 def test_attack_cli_option_errors(tmp_path, capsys):
-    from engine.cli import main
+    from engine.commands.main import main
 
     for argv, msg in ((["attack"], "exactly one of --model or --run"),
                       (["attack", "--model", "x", "--run", str(tmp_path)], "exactly one of --model or --run"),

@@ -146,7 +146,7 @@ def test_missing_results_and_bad_input_are_user_errors(runs, tmp_path):
 
 
 def test_cli_writes_default_out_dir(runs, capsys):
-    from engine.cli import main
+    from engine.commands.main import main
 
     ra, rb, _, _ = runs
     main(["compare", str(ra), str(rb), "--resamples", "500"])

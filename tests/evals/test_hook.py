@@ -9,15 +9,17 @@ from flax import nnx
 
 import models
 from engine.checkpoint import CheckpointConfig, Checkpointer
-from engine.cli import main
+from engine.commands.main import main
 from evals.config import EvalConfig
 from evals.hook import EvalHook
 from evals.results import read_results
 from rl.grpo import GRPOConfig
-from rl.learner import Learner, LearnerConfig, MetricsWriter
+from rl.learner import Learner, LearnerConfig
+from engine.metrics import MetricsWriter
 from rl.sampler import Sampler, SamplingConfig
-from rl.train_step import OptimConfig
-from tests.evals.conftest import tiny_config
+from data.pipeline import prompt_batch
+from engine.train_state import OptimConfig
+from tests.conftest import tiny_config
 
 BENCHES = ("corrigible-neutral-HHH", "xstest", "heldout-truthfulness")
 
@@ -29,7 +31,8 @@ class Prompts:
     def __next__(self):
         rng = np.random.default_rng(self.pos)
         self.pos += 1
-        return [{"id": f"p{self.pos}-{i}", "prompt_ids": rng.integers(3, self.vocab, 6).tolist()} for i in range(2)]
+        ids = [rng.integers(3, self.vocab, 6).tolist() for _ in range(2)]
+        return prompt_batch([{"id": f"p{self.pos}-{i}"} for i in range(2)], ids, (8,), 0)
 
 
 def length_reward(prompts, completions, records):
@@ -54,7 +57,7 @@ def test_hook_in_learner_then_eval_cli(tmp_path, toy_tokenizer):
                                                  "optim": dataclasses.asdict(optim)}))
     ecfg = EvalConfig(every=2, benchmarks=BENCHES, limit=2, max_new_tokens=4,
                       conditions=("plain", "harmful-steering", "helpful-steering"))
-    hook = EvalHook(ecfg, run)
+    hook = EvalHook(ecfg, run, last_step=2)
     learner = Learner(policy, Sampler(SamplingConfig(max_new_tokens=4, prompt_buckets=(8,))),
                       [("len", length_reward)], Prompts(len(toy_tokenizer)),
                       GRPOConfig(num_generations=2, max_completion_length=4, loss_type="grpo"), optim,
@@ -90,7 +93,7 @@ def test_hook_in_learner_then_eval_cli(tmp_path, toy_tokenizer):
     np.testing.assert_allclose([i.score for i in cli["corrigible-neutral-HHH"].items],
                                [i.score for i in hooked.items], atol=1e-5)
     assert [i.extra["text"] for i in cli["xstest"].items] == [i.extra["text"] for i in step2[("plain", "xstest")].items]
-    from evals.cli import load_checkpoint
+    from engine.commands.common import restore_policy as load_checkpoint
 
     restored, step = load_checkpoint(run)
     assert step == 2

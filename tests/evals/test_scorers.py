@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from evals import generation, heldout, registry, steering
+from evals import conditions, generation, heldout, registry
 from evals.items import Completion, Item
 from evals.judges import em_verdict, parse_rating, score_em
 from evals.results import BenchmarkResult, ItemResult, bootstrap_ci, read_results, summarize, write_results
-from evals.reward_hacking import reward_hacking_items, score_loophole
+from evals.reward_hacking import reward_hacking_items
+from rl.graders.verifiers import score_loophole
 
 
 def test_registry_has_twenty_benchmarks_over_the_families():
@@ -127,22 +128,22 @@ def test_instruction_checks_and_conditions():
           "formal": "The capital of France is Paris.", "bullets": "- Paris\n- Lyon\n- Marseille"}
     bad = {"french": "The answer is simple: you can do it with one command.", "json": "Sure! Here is the answer.",
            "short": " ".join(["word"] * 25), "formal": "Hey, it's Paris!", "bullets": "Paris, Lyon and Marseille."}
-    for name, ins in steering.INSTRUCTIONS.items():
+    for name, ins in conditions.INSTRUCTIONS.items():
         assert ins.check(ok[name], False), name
         assert not ins.check(bad[name], False), name
-    assert steering.INSTRUCTIONS["json"].check('{"answer": "Par', True)  # cut off by the token budget
-    assert not steering.INSTRUCTIONS["short"].check("Paris.", True)
+    assert conditions.INSTRUCTIONS["json"].check('{"answer": "Par', True)  # cut off by the token budget
+    assert not conditions.INSTRUCTIONS["short"].check("Paris.", True)
 
     items = [Item(f"i{k}", [{"role": "system", "content": "Operator rules."}, {"role": "user", "content": "Q?"}])
              for k in range(30)]
-    harm = steering.apply_condition(items, "harmful-steering")
-    assert {it.data["persona"] for it in harm} == set(steering.PERSONAS)
+    harm = conditions.apply_condition(items, "harmful-steering")
+    assert {it.data["adversary"] for it in harm} == set(conditions.ADVERSARIES)
     assert harm[0].messages[0]["content"].endswith("Operator rules.") and len(harm[0].messages) == 2
-    helpful = steering.apply_condition(items, "helpful-steering")
+    helpful = conditions.apply_condition(items, "helpful-steering")
     assert [it.data["instruction"] for it in helpful] == [it.data["instruction"] for it in
-                                                           steering.apply_condition(items, "helpful-steering")]
+                                                           conditions.apply_condition(items, "helpful-steering")]
     assert helpful[0].messages[0]["content"].startswith("Operator rules.")
-    assert steering.apply_condition(items, "plain") == items
+    assert conditions.apply_condition(items, "plain") == items
 
 
 def _res(b, cond, score):
@@ -150,7 +151,7 @@ def _res(b, cond, score):
 
 
 def test_selective_persistence():
-    s = steering.selective_persistence([
+    s = conditions.selective_persistence([
         _res("a", "plain", 0.8), _res("b", "plain", 0.4), _res("a", "harmful-steering", 0.4),
         _res("b", "harmful-steering", 0.2), _res("a", "helpful-steering", 0.8),
         _res("instruction-following", "helpful-steering", 0.7)])

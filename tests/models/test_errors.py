@@ -23,7 +23,7 @@ def _tiny_dir(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "engine.commands", *args], capture_output=True, text=True, timeout=300)
 
 
 def _one_line_error(proc, *needles):
@@ -100,7 +100,7 @@ def test_cli_truncated_gguf(tmp_path):
     with open(gguf, "rb") as fh:
         bad.write_bytes(fh.read(5_000_000))
     env_cache = tmp_path / "cache"
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "export", "--model", str(bad), "--out",
+    proc = subprocess.run([sys.executable, "-m", "engine.commands", "export", "--model", str(bad), "--out",
                            str(tmp_path / "o")], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "TRAITRL_CACHE": str(env_cache)})
     _one_line_error(proc, "cut.gguf", "truncated")

@@ -5,10 +5,12 @@ import numpy as np
 
 import models
 from engine.checkpoint import CheckpointConfig, Checkpointer
+from data.pipeline import prompt_batch
 from rl import grpo
-from rl.learner import Learner, LearnerConfig, MetricsWriter
+from rl.learner import Learner, LearnerConfig
+from engine.metrics import MetricsWriter
 from rl.sampler import Sampler, SamplingConfig
-from rl.train_step import OptimConfig
+from engine.train_state import OptimConfig
 
 CFG = models.ModelConfig(family="qwen2", vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, attention_bias=True, eos_token_id=1,
@@ -24,8 +26,8 @@ class Prompts:
     def __next__(self):
         rng = np.random.default_rng([self.rng_seed, self.pos])
         self.pos += 1
-        return [{"id": f"p{self.pos}-{i}", "prompt_ids": rng.integers(2, 64, rng.integers(3, 7)).tolist()}
-                for i in range(self.P)]
+        ids = [rng.integers(2, 64, rng.integers(3, 7)).tolist() for _ in range(self.P)]
+        return prompt_batch([{"id": f"p{self.pos}-{i}"} for i in range(self.P)], ids, (8,), CFG.pad_token_id)
 
     def get_state(self):
         return {"pos": self.pos}

@@ -18,7 +18,8 @@ from engine.errors import UserError
 from rl.graders.http_judge import JudgeError, judge_prompt, parse_score_0_100
 from rl.graders.local_judge import LocalJudge, LocalJudgeConfig
 from rl.graders.rubric import make_rubric_grader
-from rl.sampler import SamplingConfig, encode_prompts, generate, pad_prompts
+from rl.sampler import SamplingConfig, generate
+from models.tokenizer import encode_prompts, left_pad
 
 
 def tiny_policy(seed: int = 0) -> models.Policy:
@@ -51,7 +52,7 @@ def restrict_to(base: models.Policy, pos: str, neg: str, prompts: list[list[dict
     mean final hidden state of `prompts` (see the module docstring); `scale` makes the choice confident."""
     tok, model = base.tokenizer, nnx.clone(base.model)
     (pos_id,), (neg_id,) = (tok.encode(w, add_special_tokens=False) for w in (pos, neg))
-    x, m = pad_prompts(encode_prompts(tok, prompts), (256,), tok.pad_token_id)
+    x, m = left_pad(encode_prompts(tok, prompts), (256,), tok.pad_token_id)
     last_hidden = nnx.jit(lambda model, x, m: model.apply(x, m, logits=False).hidden[:, -1])
     h_BxD = np.asarray(last_hidden(model, jnp.asarray(x), jnp.asarray(m)))
     mean = h_BxD.mean(0) / np.linalg.norm(h_BxD.mean(0))

@@ -22,9 +22,10 @@ import models
 from engine.errors import UserError
 from engine.sharding import make_mesh
 from models.transformer import Steer
-from rl import sampling
-from rl.sampler import Sampler, SamplingConfig, encode_prompts, generate_records, generate_text, pad_prompts
-from rl.sampling import TokenChoice
+from rl import token_choice
+from rl.sampler import Sampler, SamplingConfig, generate_records, generate_text
+from models.tokenizer import encode_prompts, left_pad
+from rl.token_choice import TokenChoice
 
 VOCAB, EOS, PAD = 96, 5, 0
 TINY = {
@@ -124,13 +125,13 @@ def test_config_is_hashable_with_list_inputs():
 
 
 def test_pad_prompts_left_pads_to_the_smallest_fitting_bucket():
-    ids, mask = pad_prompts([[7, 8, 9], [4]], (2, 4, 8), pad_id=0)
+    ids, mask = left_pad([[7, 8, 9], [4]], (2, 4, 8), pad=0)
     np.testing.assert_array_equal(ids, [[0, 7, 8, 9], [0, 0, 0, 4]])
     np.testing.assert_array_equal(mask, [[0, 1, 1, 1], [0, 0, 0, 1]])
     with pytest.raises(UserError, match="prompt_buckets"):
-        pad_prompts([[1] * 9], (2, 4, 8), pad_id=0)
+        left_pad([[1] * 9], (2, 4, 8), pad=0)
     with pytest.raises(UserError, match="empty"):
-        pad_prompts([[1], []], (4,), pad_id=0)
+        left_pad([[1], []], (4,), pad=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ def test_filtered_logprobs_match_numpy_reference(t, k, p, mp):
     ref = np.stack([_reference_filter(row, t, k, p, mp) for row in logits])
     toks = np.broadcast_to(np.arange(200), (6, 200))
     ours = np.asarray(
-        sampling.token_logprobs(jnp.asarray(np.repeat(logits[:, None], 200, 1)), jnp.asarray(toks), choice)
+        token_choice.token_logprobs(jnp.asarray(np.repeat(logits[:, None], 200, 1)), jnp.asarray(toks), choice)
     )
     np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
     np.testing.assert_allclose(ours[~np.isinf(ref)], ref[~np.isinf(ref)], atol=1e-5)
@@ -194,8 +195,8 @@ def test_choose_frequencies_match_filtered_softmax(choice):
     logits = jnp.asarray(np.random.default_rng(2).normal(0, 1.5, (1, 300)), jnp.float32)
     n = 100_000
     keys = jax.random.split(jax.random.key(0), n)
-    toks, lps = jax.jit(lambda k: sampling.choose(k, jnp.broadcast_to(logits, (n, 300)), choice))(keys)
-    logp = np.asarray(sampling.token_logprobs(logits[0], jnp.arange(300), choice))
+    toks, lps = jax.jit(lambda k: token_choice.choose(k, jnp.broadcast_to(logits, (n, 300)), choice))(keys)
+    logp = np.asarray(token_choice.token_logprobs(logits[0], jnp.arange(300), choice))
     counts = np.bincount(np.asarray(toks), minlength=300)
     assert counts[np.isinf(logp)].sum() == 0
     expected = n * np.exp(logp[~np.isinf(logp)])
@@ -263,7 +264,7 @@ def test_filters_never_emit_a_token_outside_the_allowed_set(tiny, kw):
         assert (np.where(above, probs, 0).sum(-1) < kw["top_p"] + 1e-5).all()
     if "min_p" in kw:
         assert (p_tok >= kw["min_p"] * probs.max(-1) * (1 - 1e-5)).all()
-    lp = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(tok), cfg.choice))
+    lp = np.asarray(token_choice.token_logprobs(jnp.asarray(logits), jnp.asarray(tok), cfg.choice))
     assert np.isfinite(lp).all()  # every sampled token is inside the filtered set
 
 
@@ -271,7 +272,7 @@ def test_filters_never_emit_a_token_outside_the_allowed_set(tiny, kw):
 def test_logprobs_equal_teacher_forced_forward(tiny, cfg, G):
     r = _sampler(cfg)(tiny, PROMPTS, num_generations=G, seed=4)
     logits = _teacher_forced_logits(tiny, r)
-    ref = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(r.completion_ids_BxT), cfg.choice))
+    ref = np.asarray(token_choice.token_logprobs(jnp.asarray(logits), jnp.asarray(r.completion_ids_BxT), cfg.choice))
     m = r.completion_mask_BxT
     assert r.logprobs_BxT.dtype == np.float32 and (r.logprobs_BxT[~m] == 0).all()
     np.testing.assert_allclose(r.logprobs_BxT[m], ref[m], atol=1e-4)
@@ -332,7 +333,7 @@ def test_steering_hook(tiny):
     assert (steered.completion_ids_BxT != plain.completion_ids_BxT).any()
     assert s.compilations == before + 1  # steering compiles once; a new alpha / vector reuses it
     logits = _teacher_forced_logits(tiny, steered, steer=Steer(1, v, 8.0))
-    ref = np.asarray(sampling.token_logprobs(jnp.asarray(logits), jnp.asarray(steered.completion_ids_BxT), cfg.choice))
+    ref = np.asarray(token_choice.token_logprobs(jnp.asarray(logits), jnp.asarray(steered.completion_ids_BxT), cfg.choice))
     m = steered.completion_mask_BxT
     np.testing.assert_allclose(steered.logprobs_BxT[m], ref[m], atol=1e-4)
 

@@ -11,8 +11,9 @@ import pytest
 import models
 from data.toy_tokenizer import build_toy_tokenizer
 from engine.checkpoint import CheckpointConfig, Checkpointer
-from rl.sft import SFTConfig, SFTTrainer, batch_indices, encode_example, encode_examples
-from rl.train_step import OptimConfig
+from rl.sft import SFTConfig, SFTTrainer, batch_indices, encode_examples
+from models.tokenizer import encode_example
+from engine.train_state import OptimConfig
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_sft_cli(tok, tmp_path):
     data = tmp_path / "chats.jsonl"
     data.write_text("\n".join(json.dumps(c) for c in CHATS) + "\n")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "engine.cli", "sft", "--model", str(tmp_path / "tiny"), "--data", str(data),
+    cmd = [sys.executable, "-m", "engine.commands", "sft", "--model", str(tmp_path / "tiny"), "--data", str(data),
            "--run-dir", str(run), "--sft.steps", "3", "--sft.batch-size", "4", "--sft.max-prompt-len", "96",
            "--sft.max-response-len", "12", "--optim.learning-rate", "1e-3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -9,8 +9,9 @@ import models
 from engine.sharding import make_mesh
 from rl import grpo
 from rl.logprobs import completion_logps
-from rl.train_step import (GRPOBatch, OptimConfig, batch_sharding, build_grpo_step, build_logps_fn,
-                           build_sft_step, init_state, state_shardings)
+from rl.train_step import GRPOBatch, build_grpo_step, build_logps_fn, build_sft_step
+from engine.train_state import OptimConfig, init_state, state_shardings
+from engine.sharding import batch_sharding
 
 CFG = models.ModelConfig(family="qwen2", vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, attention_bias=True, tie_word_embeddings=True)

@@ -1,0 +1,3 @@
+from engine.commands.main import main
+
+main()

@@ -1,0 +1,205 @@
+"""The `traitrl` entry point: a static table of commands, each imported only when it runs.
+
+Every command is one typed, frozen config tree parsed by tyro (`python -m engine.commands CMD --help`).
+Presets (`traitrl train --preset tiny`) pick the default config the other flags override. Every user
+mistake - an unknown command or option, a value of the wrong type, a bad file - is printed as one line
+on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import importlib
+import io
+import logging
+import re
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from engine.errors import UserError
+
+# name -> (module, attribute holding its `Command`, one-line help). Two-word names are groups ("data preview").
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("engine.commands.train", "COMMAND", "GRPO on the trait-mix data, with in-loop evals, checkpoints, export"),
+    "experiment": ("engine.commands.experiment", "COMMAND", "the paper's arms, each trained, probed and compared"),
+    "sft": ("engine.commands.sft", "COMMAND", "supervised fine-tuning on a JSONL file of chats"),
+    "eval": ("engine.commands.eval", "COMMAND", "the benchmark suite on a run, an HF directory, a GGUF or a name"),
+    "compare": ("engine.commands.compare", "COMMAND", "deltas, 'improved on X of N', cross-domain and persistence"),
+    "attack": ("engine.commands.attack", "COMMAND", "harmful fine-tuning probe: k SFT steps, then the evals"),
+    "serve": ("engine.commands.serve", "COMMAND", "an OpenAI-compatible chat endpoint, batched on the mesh"),
+    "generate": ("engine.commands.generate", "COMMAND", "greedy or sampled completions of prompts"),
+    "pull": ("engine.commands.models", "PULL", "download and convert a known model into the cache"),
+    "export": ("engine.commands.models", "EXPORT", "write a model as a Hugging Face directory"),
+    "data preview": ("engine.commands.data", "PREVIEW", "sample records and the realised mixture"),
+    "data export": ("engine.commands.data", "EXPORT", "the bundled records of a split as JSONL"),
+    "persona data": ("engine.commands.persona", "DATA", "contrastive chats for persona directions"),
+    "persona capture": ("engine.commands.persona", "CAPTURE", "residual activations into a chunk store"),
+    "persona direction": ("engine.commands.persona", "DIRECTION", "difference-of-means direction and probe"),
+    "persona sae": ("engine.commands.persona", "SAE", "a TopK sparse autoencoder on stored activations"),
+    "persona diff": ("engine.commands.persona", "DIFF", "model diffing of SAE latents and directions"),
+    "persona steer": ("engine.commands.persona", "STEER", "steering sweep along a direction"),
+    "persona experiment": ("engine.commands.persona", "EXPERIMENT", "the emergent-misalignment experiment"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One CLI command: the config tree tyro parses, what runs it, and its named presets."""
+
+    config: type  # frozen dataclass; every flag is one of its (nested) fields
+    run: Callable[[Any], None]
+    presets: Mapping[str, Any] | None = None  # name -> default config (the first is the default preset)
+    spec: Callable[[Any], Any] = lambda cfg: cfg  # a preset as tyro's default (derived fields unset)
+
+
+_BOX = re.compile(r"[\u2500-\u257f]")  # the box-drawing characters of tyro's error panels
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(panel: str) -> str:
+    """tyro's error panel as one line: its title and message, plus the closest valid option when it names one."""
+    lines = [_BOX.sub("", _ANSI.sub("", x)).strip() for x in panel.splitlines()]
+    lines = [x for x in lines if x]
+    title, body, hint, i = (lines[0] if lines else "invalid arguments"), [], None, 1
+    while i < len(lines):
+        x = lines[i]
+        if x.startswith(("For full helptext", "Argument helptext")):
+            break
+        if x.startswith(("Perhaps you meant", "Arguments similar to")):
+            if i + 1 < len(lines):
+                hint = lines[i + 1].split()[0].rstrip(",")
+            break
+        body.append(x)
+        i += 1
+    msg = " ".join(body) or title
+    if not msg.lower().startswith(title.lower().rstrip(".")):
+        msg = f"{title.lower()}: {msg}"
+    return msg + (f" (did you mean {hint}?)" if hint else "")
+
+
+def parse(config: type, default: Any, args: list[str], prog: str) -> Any:
+    """tyro.cli on one config tree, its error panels turned into a one-line `UserError`; --help prints as usual."""
+    import tyro
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return tyro.cli(config, default=default, args=args, prog=prog)
+    except SystemExit as e:
+        if e.code in (0, None):
+            raise
+        msg = one_line(buf.getvalue())
+        unknown = re.match(r"unrecognized options: (--[\w.-]+)", msg, re.IGNORECASE)
+        if unknown:
+            close = closest_flag(unknown.group(1), _flags(config, default, prog))
+            msg = f"unknown option {unknown.group(1)!r}" + (f" (did you mean {close}?)" if close else "")
+        raise UserError(msg) from None
+
+
+def closest_flag(flag: str, flags: list[str]) -> str | None:
+    """The valid option nearest to a mistyped one, by its whole name or by its last part (--stepz ~ --learner.steps)."""
+    leaf = lambda f: f.rsplit(".", 1)[-1].lstrip("-")
+    scored = [(max(difflib.SequenceMatcher(None, flag, f).ratio(), difflib.SequenceMatcher(None, leaf(flag), leaf(f))
+                   .ratio() - 0.05), f) for f in flags]
+    best = max(scored, default=(0.0, None))
+    return best[1] if best[0] >= 0.6 else None
+
+
+def _flags(config: type, default: Any, prog: str) -> list[str]:
+    """Every option of a config tree, read off tyro's own help text (so nesting and renames are tyro's)."""
+    import tyro
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            tyro.cli(config, default=default, args=["--help"], prog=prog)
+        except SystemExit:
+            pass
+    flags = re.findall(r"(--[a-z0-9][\w.-]*)", _ANSI.sub("", out.getvalue()))
+    # A flag the matcher should prefer: the leaf name matters most ("--stepz" -> "--learner.steps").
+    return list(dict.fromkeys(f for f in flags if f != "--help"))
+
+
+def _pop_preset(args: list[str], presets: Mapping[str, Any], prog: str) -> tuple[str, list[str]]:
+    """Takes `--preset NAME` out of args; tyro checks the name (a Literal of the preset names)."""
+    got, rest = _split_preset(args)
+    names = tuple(presets)
+    if got is None:
+        return names[0], rest
+    cls = dataclasses.make_dataclass("Preset", [("preset", Literal[names], dataclasses.field(default=names[0]))],
+                                     frozen=True)
+    try:
+        return parse(cls, None, ["--preset", got], prog).preset, rest
+    except UserError as e:
+        close = difflib.get_close_matches(got, names, n=1)
+        raise UserError(f"{e}" + (f" (did you mean {close[0]}?)" if close else "")) from None
+
+
+def _split_preset(args: list[str]) -> tuple[str | None, list[str]]:
+    got, rest, i = None, [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--preset" or a.startswith("--preset="):
+            if "=" in a:
+                got = a.split("=", 1)[1]
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                got, i = args[i + 1], i + 1
+            else:
+                raise UserError("option '--preset': expected a preset name")
+            i += 1
+            continue
+        rest.append(a)
+        i += 1
+    return got, rest
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items())
+    return f"usage: traitrl COMMAND [OPTIONS]   (traitrl COMMAND --help for its options)\n\ncommands:\n{rows}"
+
+
+def _resolve_name(argv: list[str]) -> tuple[str, list[str]]:
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return f"{argv[0]} {argv[1]}", argv[2:]
+    if argv and "-" in argv[0] and argv[0].replace("-", " ", 1) in COMMANDS:  # data-preview == data preview
+        return argv[0].replace("-", " ", 1), argv[1:]
+    if argv and argv[0] in COMMANDS:
+        return argv[0], argv[1:]
+    groups = sorted({n.split()[0] for n in COMMANDS if " " in n})
+    if argv and argv[0] in groups:
+        subs = [n.split()[1] for n in COMMANDS if n.startswith(argv[0] + " ")]
+        got = argv[1] if len(argv) > 1 else ""
+        close = difflib.get_close_matches(got, subs, n=1)
+        raise UserError(f"{argv[0]}: unknown subcommand {got!r}; expected one of {', '.join(subs)}"
+                        + (f" (did you mean {close[0]}?)" if close else ""))
+    got = argv[0] if argv else ""
+    close = difflib.get_close_matches(got, [*COMMANDS, *groups], n=1)
+    raise UserError(f"unknown command {got!r}; expected one of {', '.join(n for n in COMMANDS if ' ' not in n)}, "
+                    f"{', '.join(groups)} ..." + (f" (did you mean {close[0]}?)" if close else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax narrates every save at INFO
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    try:
+        name, args = _resolve_name(argv)
+        module, attr, _ = COMMANDS[name]
+        command: Command = getattr(importlib.import_module(module), attr)
+        prog = f"traitrl {name}"
+        default = None
+        if command.presets:
+            preset, args = _pop_preset(args, command.presets, prog)
+            default = command.spec(command.presets[preset])
+        cfg = parse(command.config, default, args, prog)
+        command.run(cfg)
+    except UserError as e:
+        print(f"traitrl: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,219 @@
+"""`traitrl train`: one typed config tree, named presets, and the wiring of the GRPO run.
+
+The run directory gets `config.json` (the resolved config), `metrics.jsonl`, `samples.jsonl`, Orbax
+checkpoints under `checkpoints/`, in-loop evals, the final Hugging Face export under `hf/`,
+`summary.json` and `report.md`. `--resume` continues from the latest complete checkpoint
+(parameters, optimizer, step, RNG and data-iterator position).
+
+Derived fields are left as None in the presets and filled in `TrainConfig.__post_init__` from the
+fields they follow, so `--learner.steps 500` also stretches the schedule, the warmup, the checkpoint
+and eval cadence; an explicit value always wins, and one that another field would silently contradict
+is an error naming both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+from data.config import DataConfig
+from engine.checkpoint import CheckpointConfig
+from engine.commands.common import TINY, check_mesh, check_run_dir, unset_derived
+from engine.commands.main import Command
+from engine.distributed import DistributedConfig
+from engine.errors import UserError
+from engine.train_state import OptimConfig
+from evals.config import EvalConfig
+from evals.persona.monitor import MonitorConfig
+from rl.grpo import GRPOConfig
+from rl.learner import LearnerConfig
+from rl.sampler import SamplingConfig
+
+log = logging.getLogger("traitrl")
+
+Dtype = Literal["float32", "bfloat16"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a GRPO run needs; each package's options live in its own sub-config."""
+
+    model: str = "smollm2-135m-instruct"  # known name, HF directory, .gguf file, or "tiny" (random, toy tokenizer)
+    run_dir: Path = Path("runs/default")  # outputs: metrics, checkpoints, HF export, summary
+    resume: bool = False  # continue from the latest complete checkpoint in run_dir
+    export: bool = True  # write an HF directory (run_dir/hf) at the end
+    mesh: tuple[int, int, int] | None = None  # (data, fsdp, tensor); None = one device, no mesh
+    dtype: Dtype = "float32"  # compute dtype; parameters stay float32
+    data: DataConfig = DataConfig()  # trait-mix data (dose, ablation filters, batch of prompts)
+    grpo: GRPOConfig = GRPOConfig()  # the objective (TRL's option names)
+    sampling: SamplingConfig = SamplingConfig()  # how rollouts are drawn
+    optim: OptimConfig = OptimConfig()  # AdamW, schedule, micro-batches
+    checkpoint: CheckpointConfig = CheckpointConfig()  # save cadence, retention
+    learner: LearnerConfig = LearnerConfig()  # steps, logging
+    evals: EvalConfig = EvalConfig()  # in-loop evals: benchmarks, subset size, cadence (every=0 turns them off)
+    monitor: MonitorConfig = MonitorConfig()  # persona-direction monitor (off unless --monitor.direction is given)
+    distributed: DistributedConfig = DistributedConfig()  # multi-host: coordinator, process count and id
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """The dotted names of the fields `__post_init__` filled (kept off the dataclass fields, so tyro never
+        reads or sets them)."""
+        return self.__dict__.get("_derived", ())
+
+    def __post_init__(self):
+        check_mesh(self.mesh)
+        steps, derived = self.learner.steps, []
+
+        def fill(section: str, name: str, value) -> None:
+            sub = getattr(self, section)
+            if getattr(sub, name) is None:
+                object.__setattr__(self, section, dataclasses.replace(sub, **{name: value}))
+                derived.append(f"{section}.{name}")
+
+        fill("optim", "total_steps", steps)
+        fill("optim", "warmup_steps", max(1, steps // 10))
+        fill("checkpoint", "save_every", max(1, steps // 4))
+        fill("evals", "every", max(1, steps // 2))
+        T = self.sampling.max_new_tokens
+        if self.grpo.max_completion_length not in (None, T):
+            raise UserError(f"option 'grpo.max_completion_length' ({self.grpo.max_completion_length}) contradicts "
+                            f"'sampling.max_new_tokens' ({T}): give one of them")
+        fill("grpo", "max_completion_length", T)
+        last = self.sampling.prompt_buckets[-1]
+        if self.data.max_prompt_len is not None and self.data.max_prompt_len > last:
+            raise UserError(f"option 'data.max_prompt_len' ({self.data.max_prompt_len}) exceeds the largest of "
+                            f"'sampling.prompt_buckets' ({last})")
+        fill("data", "max_prompt_len", last)
+        fill("data", "trait_fraction", self.data.dose)
+        object.__setattr__(self, "_derived", tuple(derived))
+
+
+def _preset(steps: int, P: int, G: int, T: int, lr: float, **kw) -> TrainConfig:
+    buckets = kw.pop("buckets", (128, 256, 512))
+    return TrainConfig(
+        data=DataConfig(batch_size=P, n_per_cell=kw.pop("n_per_cell", 300), n_regular=kw.pop("n_regular", 20_000)),
+        grpo=GRPOConfig(num_generations=G, beta=0.04, loss_type="grpo"),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=T, prompt_buckets=buckets),
+        optim=OptimConfig(learning_rate=lr),
+        checkpoint=CheckpointConfig(keep=2),
+        learner=LearnerConfig(steps=steps), **kw)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # SmolLM2-135M-Instruct on a 2-core CPU: 8 rollouts (2 prompts x 4) of 32 tokens per step, ~5 min.
+    "default": _preset(steps=12, P=2, G=4, T=32, lr=1e-6),
+    # The same pipeline on a tiny random model with a toy tokenizer: a smoke run in about a minute.
+    "tiny": _preset(steps=6, P=4, G=4, T=16, lr=1e-3, model=TINY, run_dir=Path("runs/tiny"),
+                    n_per_cell=20, n_regular=2000),
+    # A 1-2B model on one GPU (bf16 compute, larger groups).
+    "gpu-1b": _preset(steps=500, P=16, G=8, T=512, lr=1e-6, model="HuggingFaceTB/SmolLM2-1.7B-Instruct",
+                      run_dir=Path("runs/gpu-1b"), dtype="bfloat16"),
+    # A TPU v5e-8 slice: FSDP over 8 chips.
+    "tpu-v5e-8": _preset(steps=1000, P=64, G=8, T=1024, lr=1e-6, model="Qwen/Qwen2.5-1.5B-Instruct",
+                         run_dir=Path("runs/tpu-v5e-8"), dtype="bfloat16", mesh=(1, 8, 1)),
+}
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """The resolved config as JSON-able data (what `config.json` holds), with the names of the derived fields."""
+    return {**json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "derived": list(cfg.derived)}
+
+
+def train(cfg: TrainConfig):
+    """Builds the collaborators, runs the learner, exports; returns (summary, the trained policy)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    import models
+    from data.pipeline import prompt_iterator
+    from engine.checkpoint import Checkpointer
+    from engine.commands.common import build_policy, enable_compile_cache, on_mesh, write_json
+    from engine.distributed import initialize
+    from engine.metrics import MetricsWriter
+    from evals.hook import EvalHook
+    from models.tokenizer import pad_id
+    from rl.learner import Learner
+    from rl.rewards import format_reward, record_reward
+    from rl.sampler import Sampler
+
+    t0 = time.perf_counter()
+    if initialize(cfg.distributed) and cfg.data.shard_count == 1:  # each process reads its own shard of the data
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shard_index=jax.process_index(),
+                                                                shard_count=jax.process_count()))
+    enable_compile_cache()
+    run_dir = Path(cfg.run_dir)
+    check_run_dir(run_dir, cfg.resume)
+    if jax.process_count() > 1:  # every process has checked the directory before process 0 writes into it
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("traitrl run_dir checked")
+    with on_mesh(cfg.mesh) as mesh:
+        policy = build_policy(cfg.model, mesh, cfg.dtype, seed=cfg.data.seed)
+        if policy.tokenizer is None:
+            raise UserError(f"{cfg.model}: has no tokenizer files; training needs one for the chat template")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if jax.process_index() == 0:
+            write_json(run_dir / "config.json", config_dict(cfg))
+        reference = None
+        if cfg.grpo.uses_reference:  # a frozen copy of the initial parameters (no second model object)
+            reference = jax.tree.map(jnp.copy, nnx.state(policy.model, nnx.Param))
+        data = prompt_iterator(cfg.data, policy.tokenizer, cfg.sampling.prompt_buckets,
+                               pad_id(policy.tokenizer, policy.config))
+        evals = EvalHook(cfg.evals, run_dir, last_step=cfg.learner.steps)
+        hooks = [evals] if cfg.evals.every else []
+        if cfg.monitor.direction is not None:
+            from evals.persona.directions import Direction
+            from evals.persona.monitor import PersonaMonitor
+
+            hooks.append(PersonaMonitor(Direction.load(cfg.monitor.direction), cfg=cfg.monitor))
+        checkpointer = Checkpointer(run_dir / "checkpoints", cfg.checkpoint)
+        learner = Learner(policy, Sampler(cfg.sampling), [("graders", record_reward), ("format", format_reward)],
+                          data, cfg.grpo, cfg.optim, cfg.learner, reference_params=reference, hooks=hooks,
+                          checkpointer=checkpointer, writer=MetricsWriter(run_dir))
+        history = learner.run(resume=cfg.resume)
+        checkpointer.close()
+        policy = learner.policy()
+        if cfg.export:
+            models.save_hf(policy, run_dir / "hf")
+    summary = _summary(history, time.perf_counter() - t0)
+    summary["eval_s"] = round(sum(seconds for _, seconds in evals.history), 1)  # step 0 included
+    summary["eval_fraction"] = round(summary["eval_s"] / summary["wall_s"], 3)
+    if jax.process_index() == 0:
+        from evals.run_report import write_run_report
+
+        write_json(run_dir / "summary.json", summary)
+        summary["report"] = str(write_run_report(run_dir, summary))
+    return summary, policy
+
+
+def _summary(history: list[dict], wall_s: float) -> dict:
+    def mean(key, rows):
+        vals = [r[key] for r in rows if key in r]
+        return sum(vals) / len(vals) if vals else float("nan")
+
+    k = max(1, len(history) // 4)
+    return {"steps_run": len(history), "wall_s": round(wall_s, 1),
+            "reward_first": mean("reward", history[:k]), "reward_last": mean("reward", history[-k:]),
+            "kl_last": mean("kl", history[-k:]), "step_time_mean": mean("step_time", history),
+            "tokens_per_s_mean": mean("tokens_per_s", history), "mfu_mean": mean("mfu", history)}
+
+
+def print_summary(summary: dict) -> None:
+    width = max(map(len, summary))
+    print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                    for k, v in summary.items()))
+
+
+def run(cfg: TrainConfig) -> dict:
+    """`traitrl train`: the run, then its summary table on stdout."""
+    summary = train(cfg)[0]
+    print_summary(summary)
+    return summary
+
+
+COMMAND = Command(TrainConfig, run, PRESETS, unset_derived)
