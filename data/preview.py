@@ -1,7 +1,9 @@
 """`traitrl data preview`: a few sample prompts and the realised mixture by kind, domain and trait.
 
 Reads the same record stream the trainer would (`record_iterator`: sources, filters, shard,
-shuffle, dose), so what it prints is what a run with this `DataConfig` will see.
+shuffle, dose), so what it prints is what a run with this `DataConfig` will see. With `known_graders`
+(the reward registry's names; the command passes them, data/ does not import rl) a record naming
+another grader is an error with its file:line, as in training.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 from data.config import DataConfig
-from data.pipeline import record_iterator
+from data.pipeline import load_sources, record_iterator
 
 
 def _table(title: str, counts: Counter, total: int, out: TextIO) -> None:
@@ -35,13 +37,17 @@ def preview(
     out: TextIO | None = None,
     tokenizer: Any = None,
     width: int = 160,
+    known_graders: frozenset[str] | None = None,
 ) -> dict[str, Counter]:
     """Prints `n_samples` records and the mixture over the first `n_mix` streamed records; returns the counters.
 
-    With a `tokenizer`, also prints each sample's prompt length in tokens (chat template included).
+    With a `tokenizer`, also prints each sample's prompt length in tokens (chat template included). With
+    `known_graders`, a record file naming another grader stops with `file:line` (`UserError`), or with
+    `data.on_error=skip` has that record left out and counted, as training would.
     """
     out = out or sys.stdout
-    records = list(itertools.islice(record_iterator(cfg), n_mix))
+    trait, regular = load_sources(cfg, known_graders)
+    records = list(itertools.islice(record_iterator(cfg, trait, regular), n_mix))
     if not records:
         out.write("no records\n")
         return {}

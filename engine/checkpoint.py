@@ -5,6 +5,20 @@ key data) and `extra` (JSON: data-iterator state, config echo, anything small). 
 step into a temporary directory and renames it only when every item (and, multi-host, every
 process) has finished, so a process killed mid-save leaves no directory that `latest_step` would
 pick: resume always finds the last complete checkpoint.
+
+A complete checkpoint can still be damaged later (a truncated file, a deleted `_METADATA`, an
+emptied `extra/metadata`): `restore()` without a step verifies the newest one by restoring it
+(structure, metadata, finite values) and falls back to the newest one that restores, saying which
+in one log line; the damaged ones are moved aside to `checkpoints.damaged/` (kept, not deleted) so
+the run can save those steps again. A save refuses a state with a non-finite tensor.
+
+Fault injection (the crash-safety tests, or users checking their own storage): `TRAITRL_FAULTS` is a
+comma-separated list of POINT@STEP, e.g. `kill-step@3`:
+  kill-save@N   SIGKILL right after checkpoint N's save has started (the checkpoint half written)
+  kill-step@N   SIGKILL inside step N, after its rollout and rewards, before the update
+  kill-eval@N   SIGKILL right after step N's hooks (evals) ran and its rows were logged, before its save
+  nan-loss@N    the loss of step N is NaN (the learner poisons its advantages): the update must be skipped
+`TRAITRL_KILL_IN_SAVE=N` is the older spelling of `kill-save@N`.
 """
 
 from __future__ import annotations
@@ -12,22 +26,40 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any, Literal
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as sdp
 
 from engine.errors import UserError
+from engine.train_state import nonfinite_paths
 
 log = logging.getLogger(__name__)
 
-# Fault injection for the crash-safety tests (and for users checking their own storage): when set to a step,
-# the process SIGKILLs itself right after that step's save has started, i.e. with the checkpoint half written.
-KILL_IN_SAVE = "TRAITRL_KILL_IN_SAVE"
+FAULTS = "TRAITRL_FAULTS"  # fault injection points, see the module docstring
+KILL_IN_SAVE = "TRAITRL_KILL_IN_SAVE"  # older spelling of kill-save@N
+FAULT_POINTS = ("kill-save", "kill-step", "kill-eval", "nan-loss")
+
+
+def fault(point: str, step: int) -> bool:
+    """Whether fault `point` is injected at `step` (`TRAITRL_FAULTS`, see the module docstring)."""
+    if point == "kill-save" and os.environ.get(KILL_IN_SAVE) == str(step):
+        return True
+    spec = os.environ.get(FAULTS, "")
+    return any(item.strip() == f"{point}@{step}" for item in spec.split(",")) if spec else False
+
+
+def kill_if(point: str, step: int) -> None:
+    """Fault injection: SIGKILLs this process (no cleanup, no flush: a real crash) when `point@step` is set."""
+    if fault(point, step):
+        log.warning("fault injection: %s@%d, killing the process", point, step)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +88,7 @@ class Checkpointer:
     def __init__(self, directory: str | Path, cfg: CheckpointConfig = CheckpointConfig(), read_only: bool = False):
         """`read_only`: restore only (an eval of a run that may still be training); nothing is written or removed."""
         self.directory = Path(directory).absolute()
-        self.cfg = cfg
+        self.cfg, self.read_only = cfg, read_only
         policies: list[Any] = [pp.LatestN(cfg.keep)]
         if cfg.best_metric is not None:
             metric = cfg.best_metric
@@ -79,31 +111,89 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def save(self, step: int, state: Any, extra: dict, metrics: dict | None = None, force: bool = False) -> bool:
-        """Starts a (possibly async) save; returns whether one was started."""
+        """Starts a (possibly async) save; returns whether one was started. A non-finite tensor is refused."""
         if metrics is not None and self.cfg.best_metric is not None and self.cfg.best_metric not in metrics:
             metrics = None  # a checkpoint without the metric is kept only as one of the latest K
+        if not (force or self.manager.should_save(step)):
+            return False
+        bad = nonfinite_paths(state)  # one small device -> host transfer per save
+        if bad:
+            raise UserError(f"checkpoint {step}: refusing to save non-finite values ({len(bad)} tensor(s), first "
+                            f"{bad[0]}); the last checkpoint is {self.latest_step()}")
         saved = self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                  extra=ocp.args.JsonSave(extra)),
                                   metrics=metrics, force=force)
         if saved:
             log.info("checkpoint %d -> %s%s", step, self.directory, " (async)" if self.cfg.async_save else "")
-            if os.environ.get(KILL_IN_SAVE) == str(step):  # fault injection: die while this save is in flight
-                os.kill(os.getpid(), signal.SIGKILL)
+            kill_if("kill-save", step)  # fault injection: die while this save is in flight
         return saved
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, int]:
         """Restores `state` with the shardings / dtypes of `abstract_state` (arrays or ShapeDtypeStructs) and the
-        `extra` JSON of checkpoint `step` (default: the latest)."""
-        steps = self.all_steps()
-        step = self.latest_step() if step is None else step
-        if step is None:
+        `extra` JSON of checkpoint `step`.
+
+        Without a step: the newest checkpoint that restores. A damaged newer one is reported in one log line and
+        moved aside (unless read-only); none restoring is a `UserError` listing why each failed.
+        """
+        steps = sorted(self.all_steps(), reverse=True)
+        if step is not None:
+            if step not in steps:
+                raise UserError(f"step {step}: no checkpoint at that step in {self.directory} (steps: {sorted(steps)})")
+            try:
+                return self._restore(abstract_state, step)
+            except Exception as e:  # noqa: BLE001 - Orbax / TensorStore fail in many types on a damaged file
+                raise UserError(f"checkpoint {step} in {self.directory} does not restore: {_why(e)}") from None
+        if not steps:
             raise UserError(f"{self.directory}: no complete checkpoint to resume from")
-        if step not in steps:
-            raise UserError(f"step {step}: no checkpoint at that step in {self.directory} (steps: {sorted(steps)})")
+        failed: list[tuple[int, str]] = []
+        for s in steps:
+            try:
+                out = self._restore(abstract_state, s)
+            except Exception as e:  # noqa: BLE001 - Orbax / TensorStore fail in many types on a damaged file
+                failed.append((s, _why(e)))
+                continue
+            if failed:
+                moved = "" if self.read_only else f"; moved aside to {self._set_aside([f for f, _ in failed])}"
+                log.warning("checkpoint %s does not restore (%s): resuming from checkpoint %d%s",
+                            ", ".join(str(f) for f, _ in failed), "; ".join(f"{f}: {w}" for f, w in failed), s, moved)
+            return out
+        raise UserError(f"{self.directory}: no checkpoint restores (" + "; ".join(f"{f}: {w}" for f, w in failed) + ")")
+
+    def _restore(self, abstract_state: Any, step: int) -> tuple[Any, dict, int]:
+        """One checkpoint, verified: it restores onto the target's structure, its metadata names its step, and
+        every tensor is finite (saves refuse non-finite ones, so one here means damage)."""
         target = jax.tree.map(_abstract, abstract_state)
         out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                   extra=ocp.args.JsonRestore()))
-        return out.state, out.extra, step
+        extra = out.extra
+        if not isinstance(extra, dict):
+            raise ValueError(f"extra/metadata: expected a JSON object, got {type(extra).__name__}")
+        if extra.get("step", step) != step:
+            raise ValueError(f"extra/metadata names step {extra.get('step')}")
+        saved_step = getattr(out.state, "step", None)
+        if saved_step is not None and int(np.asarray(jax.device_get(saved_step))) != step:
+            raise ValueError(f"state.step is {int(np.asarray(jax.device_get(saved_step)))}")
+        bad = nonfinite_paths(out.state)
+        if bad:
+            raise ValueError(f"non-finite values in {bad[0]}")
+        return out.state, extra, step
+
+    def _set_aside(self, steps: list[int]) -> Path:
+        """Moves damaged step directories to `<checkpoints>.damaged/` (kept for inspection, out of Orbax's way)."""
+        aside = self.directory.with_name(self.directory.name + ".damaged")
+        if jax.process_index() == 0:
+            aside.mkdir(exist_ok=True)
+            for s in steps:
+                dest, n = aside / str(s), 1
+                while dest.exists():
+                    dest, n = aside / f"{s}.{n}", n + 1
+                shutil.move(str(self.directory / str(s)), str(dest))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("traitrl damaged checkpoints set aside")
+        self.manager.reload()
+        return aside
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -111,6 +201,16 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _why(e: BaseException) -> str:
+    """An exception as a short one-line reason. Orbax wraps TensorStore's error (which names the file and the byte
+    range) in a bare `Exception` with a page of spec: the wrapped one is the reason."""
+    while type(e) is Exception and (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(e).__name__}: {text[:200] + '...' if len(text) > 200 else text}"
 
 
 def _abstract(x):

@@ -1,7 +1,8 @@
 """Run logs: one JSON object per logged step in `metrics.jsonl` (TensorBoard scalars when tensorboardX is installed).
 
 Only process 0 writes. `truncate(step)` keeps the logs at one row per step across a resume: rows
-logged after the restored step (they will be redone) are dropped from every JSONL log of the run.
+logged after the restored step (they will be redone) are dropped from every JSONL log of the run, and
+so is a last line a kill cut in half. A restart with no checkpoint truncates to nothing (`truncate(-1)`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ class MetricsWriter:
                 self.tb = None
 
     def truncate(self, step: int) -> None:
-        """Drops rows logged after `step` (a resume from checkpoint `step` redoes them): one row per step stays."""
+        """Drops rows logged after `step` (a resume from checkpoint `step` redoes them) and torn rows (a kill in
+        the middle of a write): one row per step stays."""
         if self.path is None or jax.process_index() != 0:
             return
         for path in (self.path.with_name(name) for name in LOGS):
             if path.is_file():
                 rows = path.read_text().splitlines()
-                keep = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= step]
+                keep = [r for r in rows if _step(r) is not None and _step(r) <= step]
                 if len(keep) != len(rows):
                     tmp = path.with_suffix(".tmp")
                     tmp.write_text("".join(r + "\n" for r in keep))
@@ -58,3 +60,12 @@ class MetricsWriter:
             for k, v in metrics.items():
                 self.tb.add_scalar(k, v, step)
             self.tb.flush()
+
+
+def _step(row: str) -> int | None:
+    """The step of a JSONL row; None for a blank or torn one."""
+    try:
+        obj = json.loads(row)
+    except ValueError:
+        return None
+    return obj.get("step", 0) if isinstance(obj, dict) else None

@@ -22,7 +22,9 @@ MESH_AXES = ("data", "fsdp", "tensor")
 # Logical axis -> mesh axis (or tuple of axes, or None = replicated). Read it as a table.
 RULES: dict[str, str | tuple[str, ...] | None] = {
     "batch": ("data", "fsdp"),  # activations: batch split over both data-parallel axes
-    "vocab": "tensor",  # embedding rows / lm_head columns
+    "layers": None,  # the leading axis of scanned (stacked) block parameters and caches: every device has all
+    "vocab": "tensor",  # embedding rows / lm_head columns, and the logits' last axis: with a tensor axis each
+    # device computes its vocabulary slice of the logits and the log-softmax reduces across (never all-gathered)
     "embed": "fsdp",  # model width of weights: ZeRO-3 style parameter sharding
     "heads": "tensor",  # query heads (Megatron attention split)
     "kv_heads": "tensor",  # key/value heads (replicated when fewer than the tensor axis)

@@ -5,6 +5,10 @@ optimizer state are updated in place. A batch of B rows is split into M micro-ba
 `lax.scan` (`split_micro`); the trainer's loss function sums gradients over them, and
 `apply_gradients` clips and applies them with AdamW. Nothing here knows what is being trained.
 
+A step whose loss or gradient norm is not finite changes nothing: `apply_gradients` selects the old
+parameters and optimizer state with `jnp.where` inside the jitted step (no host sync) and reports
+`train/skipped` = 1; the trainer counts the skips and stops after too many in a row.
+
 Legend: B rows, M micro-batches, b = B / M.
 """
 
@@ -16,6 +20,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -47,6 +52,15 @@ class OptimConfig:
                 raise UserError(f"option 'optim.{name}': expected a finite number, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise UserError(f"option 'optim.learning_rate': expected > 0, got {self.learning_rate}")
+        for name, lo, hi, closed in (("b1", 0.0, 1.0, False), ("b2", 0.0, 1.0, False),
+                                     ("final_lr_fraction", 0.0, 1.0, True)):
+            v = getattr(self, name)
+            if not (lo <= v < hi or (closed and v == hi)):
+                raise UserError(f"option 'optim.{name}': expected a number in [{lo}, {hi}{']' if closed else ')'}, "
+                                f"got {v}")
+        if self.eps <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise UserError("options 'optim.eps' > 0, 'optim.weight_decay' >= 0 and 'optim.max_grad_norm' >= 0 "
+                            f"expected, got {self.eps}, {self.weight_decay}, {self.max_grad_norm}")
         if self.schedule not in ("cosine", "constant"):
             raise UserError(f"option 'optim.schedule': expected cosine or constant, got {self.schedule}")
         if (self.warmup_steps is not None and self.warmup_steps < 0) or (
@@ -123,11 +137,40 @@ def split_micro(x, m: int):
 
 
 def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, extra_metrics) -> tuple[TrainState, dict]:
-    """One optimizer update; the global gradient norm joins the metrics."""
+    """One optimizer update; the global gradient norm and `train/skipped` join the metrics.
+
+    A non-finite `extra_metrics["loss"]` or gradient norm keeps the parameters and optimizer state as they
+    were (the schedule does not advance either); `step` still counts the batch, so the data and the rollout
+    seeds move on and the logs keep one row per step.
+    """
+    grad_norm = optax.global_norm(grads)
+    ok = jnp.isfinite(grad_norm)
+    if "loss" in extra_metrics:
+        ok = ok & jnp.all(jnp.isfinite(extra_metrics["loss"]))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"grad_norm": optax.global_norm(grads), **extra_metrics}
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
+    params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+    metrics = {"grad_norm": grad_norm, **extra_metrics, "train/skipped": 1.0 - ok.astype(jnp.float32)}
     return TrainState(state.step + 1, params, opt_state, state.rng), metrics
+
+
+def nonfinite_paths(tree) -> list[str]:
+    """Paths of the floating-point leaves of `tree` holding a NaN or an infinity (checked on device, one
+    small transfer): what a checkpoint or an export must never contain."""
+    pairs = [(jax.tree_util.keystr(path), x) for path, x in jax.tree_util.tree_leaves_with_path(tree)
+             if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not pairs:
+        return []
+    sharding = pairs[0][1].sharding
+    out = NamedSharding(sharding.mesh, P()) if isinstance(sharding, NamedSharding) else None
+    if out not in _FINITE_FNS:
+        _FINITE_FNS[out] = jax.jit(lambda xs: jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]), out_shardings=out)
+    flags = np.asarray(jax.device_get(_FINITE_FNS[out]([x for _, x in pairs])))
+    return [path for (path, _), fine in zip(pairs, flags, strict=True) if not fine]
+
+
+_FINITE_FNS: dict = {}  # one jitted check per output sharding (jit caches the traces per tree structure)
 
 
 def jit_step(step, state_sharding):

@@ -22,6 +22,15 @@ ARCHITECTURES = {
 }
 _MODEL_TYPES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3"}
 DTYPES = ("float32", "bfloat16")
+# Rematerialisation in the backward pass, least to most recompute (see `models.transformer`):
+#   none  - keep every activation the backward needs;
+#   block - each decoder block under jax.checkpoint saving only its matmul outputs (q/k/v/o, gate/up/down):
+#           the attention scores / probabilities and the elementwise ops are recomputed (a few % more FLOPs);
+#   full  - each block under jax.checkpoint saving nothing but its input: the block's forward runs twice
+#           (about +33% update FLOPs), activation memory is one [B, L, D] residual per layer.
+REMAT_LEVELS = ("none", "block", "full")
+# Attention kernels for the full forward and prefill (`models.attention`); decode always uses the grouped einsum.
+ATTENTION = ("auto", "reference", "xla", "chunked", "cudnn", "splash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +75,10 @@ class ModelConfig:
     pad_token_id: int | None = None  # used for padding in batches, if the tokenizer has none
     param_dtype: str = "float32"  # storage dtype of the parameters
     dtype: str = "float32"  # compute dtype of matmuls (norms, softmax and logits stay float32)
-    remat: bool = False  # rematerialise each block in the backward pass (saves activation memory)
+    remat: str = "none"  # none | block | full (REMAT_LEVELS); a bool is accepted: True = full, False = none
+    attention: str = "auto"  # auto (by backend) | reference (einsum) | xla | chunked | cudnn | splash (ATTENTION)
+    attention_chunk: int = 256  # query rows per chunk of the "chunked" kernel (bounds its score tensor)
+    scan_layers: bool = False  # stack the blocks' parameters and lax.scan over them (one traced block: faster compiles)
 
     def __post_init__(self):
         if self.family not in _MODEL_TYPES:
@@ -82,6 +94,14 @@ class ModelConfig:
         if self.head_dim == 0 and self.hidden_size % self.num_attention_heads:
             raise UserError(f"hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "
                             f"({self.num_attention_heads}) and no head_dim is given")
+        if isinstance(self.remat, bool):  # the old switch: True was "checkpoint each block, save its input"
+            object.__setattr__(self, "remat", "full" if self.remat else "none")
+        if self.remat not in REMAT_LEVELS:
+            raise UserError(f"remat: expected one of {REMAT_LEVELS}, got '{self.remat}'")
+        if self.attention not in ATTENTION:
+            raise UserError(f"attention: expected one of {ATTENTION}, got '{self.attention}'")
+        if self.attention_chunk < 1:
+            raise UserError(f"attention_chunk: expected >= 1, got {self.attention_chunk}")
         if self.param_dtype not in DTYPES or self.dtype not in DTYPES:
             raise UserError(f"dtype / param_dtype: expected one of {DTYPES}, got {self.dtype} / {self.param_dtype}")
 

@@ -140,7 +140,7 @@ def _open(path: Path):
     """A `gguf.GGUFReader` for `path`, with every way a file can be bad turned into a UserError."""
     import gguf
 
-    name = path.name
+    name = path  # the full path: a user with several copies of a model must know which one is cut
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if not path.is_file():
@@ -159,10 +159,10 @@ def _open(path: Path):
         raise UserError(f"{name}: unsupported GGUF version {version} (supported: 2, 3)")
     try:
         reader = gguf.GGUFReader(path)
-    except Exception as e:  # noqa: BLE001 - the reader fails in many shapes on a cut file: reshape, view, struct
+    except Exception:  # noqa: BLE001 - the reader fails in many shapes on a cut file: reshape, view, struct
         raise UserError(
             f"{name}: truncated or corrupt GGUF file (header says {n_tensors} tensors and {n_kv} "
-            f"metadata entries, file ends at byte {size}): {type(e).__name__}: {_one_line(e)}"
+            f"metadata entries, file ends at byte {size}); download or convert it again"
         ) from None
     end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)  # absolute offsets
     if len(reader.tensors) != n_tensors or end > size:

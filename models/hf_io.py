@@ -4,6 +4,10 @@ Our layout keeps heads as their own axes ([D, H, E] instead of HF's [H*E, D]) so
 can shard heads cleanly. Each parameter has one `_Map` entry: the HF tensor name and how the HF
 array is rearranged into ours. Sharded import fills each device shard from a memory map of just
 the rows / columns it needs.
+
+With `cfg.scan_layers` the blocks' parameters are stacked along a leading layers axis: one `_Map` per
+stacked parameter names its HF tensors by a template (`model.layers.{i}....`) and import / export walk
+the layers inside it (a device shard covering layers [a, b) reads just those layers' tensors).
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ class _Map:
     "Tsplit_in" (HF [D, N*E] -> ours [N, E, D]), "split" (HF [N*E] -> ours [N, E]).
     """
 
-    name: str
+    name: str  # with `stacked`, a template with "{i}" for the layer index
     kind: str
+    stacked: bool = False  # our array has a leading layers axis; layer i is HF tensor name.format(i=i)
+
+    def names(self, num_layers: int) -> list[str]:
+        return [self.name.format(i=i) for i in range(num_layers)] if self.stacked else [self.name]
 
 
 def param_map(cfg: ModelConfig) -> dict[tuple, _Map]:
@@ -41,23 +49,41 @@ def param_map(cfg: ModelConfig) -> dict[tuple, _Map]:
                             ("final_norm", "scale"): _Map("model.norm.weight", "id")}
     if not cfg.tie_word_embeddings:
         m[("lm_head_DxV",)] = _Map("lm_head.weight", "T")
+    if cfg.scan_layers:
+        for path, one in _layer_map(cfg, "model.layers.{i}.", ("layers",)).items():
+            m[path] = _Map(one.name, one.kind, stacked=True)
+        return m
     for i in range(cfg.num_hidden_layers):
-        p, L = f"model.layers.{i}.", ("layers", i)
-        m[L + ("input_norm", "scale")] = _Map(p + "input_layernorm.weight", "id")
-        m[L + ("post_attn_norm", "scale")] = _Map(p + "post_attention_layernorm.weight", "id")
-        for ours, hf in (("q_DxHxE", "q"), ("k_DxKxE", "k"), ("v_DxKxE", "v")):
-            m[L + ("attn", ours)] = _Map(f"{p}self_attn.{hf}_proj.weight", "Tsplit_out")
-        m[L + ("attn", "o_HxExD")] = _Map(p + "self_attn.o_proj.weight", "Tsplit_in")
-        if cfg.attention_bias:
-            for ours, hf in (("q_bias_HxE", "q"), ("k_bias_KxE", "k"), ("v_bias_KxE", "v")):
-                m[L + ("attn", ours)] = _Map(f"{p}self_attn.{hf}_proj.bias", "split")
-        if cfg.qk_norm:
-            m[L + ("attn", "q_norm", "scale")] = _Map(p + "self_attn.q_norm.weight", "id")
-            m[L + ("attn", "k_norm", "scale")] = _Map(p + "self_attn.k_norm.weight", "id")
-        m[L + ("mlp", "gate_DxF")] = _Map(p + "mlp.gate_proj.weight", "T")
-        m[L + ("mlp", "up_DxF")] = _Map(p + "mlp.up_proj.weight", "T")
-        m[L + ("mlp", "down_FxD")] = _Map(p + "mlp.down_proj.weight", "T")
+        m.update(_layer_map(cfg, f"model.layers.{i}.", ("layers", i)))
     return m
+
+
+def _layer_map(cfg: ModelConfig, p: str, L: tuple) -> dict[tuple, _Map]:
+    """One block's parameters: our path under `L` -> HF name under prefix `p`."""
+    m: dict[tuple, _Map] = {}
+    m[L + ("input_norm", "scale")] = _Map(p + "input_layernorm.weight", "id")
+    m[L + ("post_attn_norm", "scale")] = _Map(p + "post_attention_layernorm.weight", "id")
+    for ours, hf in (("q_DxHxE", "q"), ("k_DxKxE", "k"), ("v_DxKxE", "v")):
+        m[L + ("attn", ours)] = _Map(f"{p}self_attn.{hf}_proj.weight", "Tsplit_out")
+    m[L + ("attn", "o_HxExD")] = _Map(p + "self_attn.o_proj.weight", "Tsplit_in")
+    if cfg.attention_bias:
+        for ours, hf in (("q_bias_HxE", "q"), ("k_bias_KxE", "k"), ("v_bias_KxE", "v")):
+            m[L + ("attn", ours)] = _Map(f"{p}self_attn.{hf}_proj.bias", "split")
+    if cfg.qk_norm:
+        m[L + ("attn", "q_norm", "scale")] = _Map(p + "self_attn.q_norm.weight", "id")
+        m[L + ("attn", "k_norm", "scale")] = _Map(p + "self_attn.k_norm.weight", "id")
+    m[L + ("mlp", "gate_DxF")] = _Map(p + "mlp.gate_proj.weight", "T")
+    m[L + ("mlp", "up_DxF")] = _Map(p + "mlp.up_proj.weight", "T")
+    m[L + ("mlp", "down_FxD")] = _Map(p + "mlp.down_proj.weight", "T")
+    return m
+
+
+def _read_block(files: CheckpointFiles, m: _Map, index: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """Our array's block `index` read from the HF tensors (a stacked parameter: layer by layer)."""
+    if not m.stacked:
+        return hf_to_ours(m.kind, files.get(m.name)[1], index, shape)
+    layers = range(*_norm(index[0], shape[0]).indices(shape[0]))
+    return np.stack([hf_to_ours(m.kind, files.get(m.name.format(i=i))[1], index[1:], shape[1:]) for i in layers])
 
 
 def _hf_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -126,22 +152,24 @@ def load_params(model: nnx.Module, cfg: ModelConfig, directory: Path,
     target = np.dtype(jax.numpy.dtype(cfg.param_dtype))
     state = nnx.state(model, nnx.Param)
     flat = dict(nnx.to_flat_state(state))
-    missing = [m.name for m in mapping.values() if m.name not in files]
+    n = cfg.num_hidden_layers
+    missing = [name for m in mapping.values() for name in m.names(n) if name not in files]
     if missing:
         raise UserError(f"{directory}: missing tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     for path, var in flat.items():
         m = mapping[path]
-        f, hf = files.get(m.name)
         value = var.get_value()
         shape = tuple(value.shape)
-        want = _hf_shape(m.kind, shape)
-        if tuple(hf.shape) != want:
-            raise UserError(f"{f.path}: tensor {m.name} has shape {list(hf.shape)}, expected {list(want)} "
-                            f"from config.json")
+        want = _hf_shape(m.kind, shape[1:] if m.stacked else shape)
+        for name in m.names(n):
+            f, hf = files.get(name)
+            if tuple(hf.shape) != want:
+                raise UserError(f"{f.path}: tensor {name} has shape {list(hf.shape)}, expected {list(want)} "
+                                f"from config.json")
         sharding = (shardings or {}).get(path) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
-        def block(index, kind=m.kind, hf=hf, shape=shape):
-            return hf_to_ours(kind, hf, index, shape).astype(target)
+        def block(index, m=m, shape=shape):
+            return _read_block(files, m, index, shape).astype(target)
 
         var.set_value(jax.make_array_from_callback(shape, sharding, block))
     nnx.update(model, state)
@@ -155,18 +183,25 @@ def _host_array(x: jax.Array) -> np.ndarray:
 
 
 def hf_tensors(model: nnx.Module, cfg: ModelConfig) -> Iterator[tuple[str, np.ndarray]]:
-    """(HF name, host array) pairs in HF order, one parameter at a time."""
+    """(HF name, host array) pairs, one parameter at a time (a stacked parameter: its layers in order)."""
     mapping = param_map(cfg)
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     for path, m in mapping.items():
-        yield m.name, ours_to_hf(m.kind, _host_array(flat[path].get_value()))
+        host = _host_array(flat[path].get_value())
+        if m.stacked:
+            for i in range(host.shape[0]):
+                yield m.name.format(i=i), ours_to_hf(m.kind, host[i])
+        else:
+            yield m.name, ours_to_hf(m.kind, host)
 
 
 def save_params(model: nnx.Module, cfg: ModelConfig, out_dir: Path, max_shard_bytes: int = 2 << 30) -> None:
     """Writes model.safetensors, or shards plus model.safetensors.index.json above the threshold."""
     mapping = param_map(cfg)
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-    sizes = {m.name: flat[p].get_value().nbytes for p, m in mapping.items()}
+    n = cfg.num_hidden_layers
+    sizes = {name: flat[p].get_value().nbytes // (n if m.stacked else 1)
+             for p, m in mapping.items() for name in m.names(n)}
     total = sum(sizes.values())
     names = list(sizes)
     groups, cur, cur_bytes = [], [], 0

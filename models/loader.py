@@ -78,18 +78,21 @@ def _load_tokenizer(directory: Path):
 
 
 def load(name_or_path: str | Path, mesh: Mesh | None = None, dtype: str = "float32",
-         param_dtype: str = "float32", remat: bool = False) -> Policy:
+         param_dtype: str = "float32", remat: bool | str = False, **options) -> Policy:
     """Loads an HF directory, a .gguf file, or a known name (e.g. "smollm2-135m-instruct").
 
     With a mesh, parameters are created sharded from the abstract model and each device shard is
-    read from the file directly: no unsharded copy on any device.
+    read from the file directly: no unsharded copy on any device. `remat` is a level of
+    `models.config.REMAT_LEVELS` (a bool: True = "full"); `options` are further `ModelConfig` switches
+    that do not come from config.json (`attention`, `attention_chunk`, `scan_layers`).
     """
     directory = Path(name_or_path)
     if not directory.is_dir():  # a .gguf file, a known name or a hub id: converted / cached by the hub
         from models.hub import resolve
 
         directory = resolve(str(name_or_path))
-    cfg = ModelConfig.from_file(directory / "config.json", dtype=dtype, param_dtype=param_dtype, remat=remat)
+    cfg = ModelConfig.from_file(directory / "config.json", dtype=dtype, param_dtype=param_dtype, remat=remat,
+                                **options)
     model = _abstract(cfg, mesh)
     load_params(model, cfg, directory, param_shardings(model, mesh) if mesh is not None else None)
     return Policy(model, _load_tokenizer(directory), cfg, str(directory), mesh)

@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from data.pipeline import PromptBatch
-from engine.checkpoint import Checkpointer
+from engine.checkpoint import Checkpointer, fault, kill_if
 from engine.distributed import gather_objects
 from engine.errors import UserError
 from engine.flops import peak_flops
@@ -59,10 +59,14 @@ class LearnerConfig:
     seed: int = 0  # rollout RNG seed (step k samples with fold_in(seed, k))
     progress: bool = True  # show a progress bar with reward, KL and step time
     log_samples: int = 8  # completions (record id, text, rewards) written to samples.jsonl per logged step
+    max_consecutive_skips: int = 3  # stop when more steps than this in a row had a non-finite loss or gradient
+    # norm (each such update is skipped: parameters and optimizer state unchanged, counted in train/skipped_steps)
 
     def __post_init__(self):
         if self.steps < 1 or self.log_every < 1 or self.log_samples < 0:
             raise UserError("learner.steps and learner.log_every must be >= 1, learner.log_samples >= 0")
+        if self.max_consecutive_skips < 0:
+            raise UserError(f"option 'learner.max_consecutive_skips': expected >= 0, got {self.max_consecutive_skips}")
 
 
 class Learner:
@@ -90,6 +94,7 @@ class Learner:
         self.history: list[dict[str, float]] = []
         self.peak: float | None = None  # FLOP/s of the devices in use, measured or looked up on first use
         self.last_samples: list[dict] = []  # the latest step's completions with their rewards (samples.jsonl)
+        self.skips = {"skipped_steps": 0, "consecutive_skips": 0}  # non-finite updates skipped (checkpointed)
 
     def policy(self) -> Policy:
         """The policy at the current parameters (a view: valid until the next update donates them)."""
@@ -105,7 +110,8 @@ class Learner:
         if self.checkpointer is None:
             return
         step = int(self.state.step)
-        self.checkpointer.save(step, self.state, {"data": self._data_state(), "step": step}, metrics, force=force)
+        self.checkpointer.save(step, self.state, {"data": self._data_state(), "step": step, **self.skips}, metrics,
+                               force=force)
 
     def restore(self) -> int:
         """Restores state + data iterator from the latest complete checkpoint; returns its step."""
@@ -113,6 +119,7 @@ class Learner:
         self.state = state
         if extra.get("data") and hasattr(self.data, "set_state"):
             self.data.set_state(extra["data"])
+        self.skips = {k: int(extra.get(k, 0)) for k in self.skips}
         self.writer.truncate(step)
         log.info("resumed from step %d", step)
         return step
@@ -157,6 +164,8 @@ class Learner:
         rewards_BxR, metrics = self.rewards(rollout, records)
         rewards_B = grpo.combine_rewards(jnp.asarray(rewards_BxR), self.gcfg.reward_weights)
         adv_B = grpo.advantages(rewards_B, self.gcfg)
+        if fault("nan-loss", step + 1):  # fault injection (engine.checkpoint): a NaN loss the update must skip
+            adv_B = adv_B * jnp.nan
         metrics.update({k: float(v) for k, v in grpo.group_stats(rewards_B, self.gcfg).items()})
         t_rew = time.perf_counter()
 
@@ -174,6 +183,7 @@ class Learner:
         old = put(rollout.logprobs_BxT) if self.gcfg.num_iterations > 1 else None
         batch = GRPOBatch(ids, mask, put(np.asarray(cmask_BxT, np.float32)), put(np.asarray(adv_B, np.float32)),
                           old, ref)
+        kill_if("kill-step", step + 1)  # fault injection: a crash in the middle of the step
         for _ in range(self.gcfg.num_iterations):
             self.state, step_metrics = self.step_fn(self.state, batch)
         step_metrics = jax.device_get(step_metrics)
@@ -219,6 +229,9 @@ class Learner:
         start = 0
         if resume and self.checkpointer is not None and self.checkpointer.latest_step() is not None:
             start = self.restore()
+        elif resume:  # killed before its first checkpoint: the run starts over, its logs with it
+            self.writer.truncate(-1)
+            log.info("no checkpoint yet: starting from step 0")
         bar = None
         if self.cfg.progress and jax.process_index() == 0:
             from tqdm import tqdm
@@ -229,15 +242,18 @@ class Learner:
             for hook in self.hooks:
                 baseline.update(hook(0, self.policy()) or {})
             self._log(0, baseline)
+            kill_if("kill-eval", 0)
         for _ in range(start, self.cfg.steps):
             metrics = self.train_step()
             step = int(self.state.step)
+            self._count_skip(step, metrics)
             for hook in self.hooks:
                 metrics.update(hook(step, self.policy()) or {})
             self.history.append(metrics)
             if step % self.cfg.log_every == 0 or step == self.cfg.steps:
                 self._log(step, metrics)
                 self.writer.write_samples(step, self.last_samples[: self.cfg.log_samples])
+            kill_if("kill-eval", step)
             self.save(metrics=metrics)
             if bar is not None:
                 bar.update(1)
@@ -251,6 +267,26 @@ class Learner:
             self.checkpointer.wait()
         nnx.update(self._model, self.state.params)  # the caller's policy is the trained one
         return self.history
+
+    def _count_skip(self, step: int, metrics: dict[str, float]) -> None:
+        """Counts a skipped (non-finite) update into `train/skipped_steps`; too many in a row stop the run."""
+        skipped = metrics.pop("train/skipped", 0.0) > 0
+        self.skips["skipped_steps"] += skipped
+        self.skips["consecutive_skips"] = self.skips["consecutive_skips"] + 1 if skipped else 0
+        metrics["train/skipped_steps"] = float(self.skips["skipped_steps"])
+        if not skipped:
+            return
+        log.warning("step %d: non-finite loss or gradient norm (loss %s, grad_norm %s): update skipped", step,
+                    metrics.get("loss"), metrics.get("grad_norm"))
+        if self.skips["consecutive_skips"] > self.cfg.max_consecutive_skips:
+            self._log(step, metrics)
+            last = None
+            if self.checkpointer is not None:
+                self.checkpointer.wait()
+                last = self.checkpointer.latest_step()
+            raise UserError(f"step {step}: {self.skips['consecutive_skips']} steps in a row had a non-finite loss or "
+                            f"gradient norm (option 'learner.max_consecutive_skips' is "
+                            f"{self.cfg.max_consecutive_skips}); stopped, the last checkpoint is {last}")
 
     def _log(self, step: int, metrics: dict[str, float]) -> None:
         if metrics:

@@ -4,6 +4,11 @@ The float32 logits of a GRPO batch are [B, L, V] (64 x 96 x 49k = 1.2 GB for Smo
 build them whole. The trunk runs once; the lm head + log-softmax run per chunk of T positions under
 `jax.checkpoint`, so the backward pass recomputes one chunk's logits at a time.
 
+The picked token's logit is a masked sum over the vocabulary rather than a gather: with the logits' vocabulary
+axis sharded (`Decoder.logits_from_hidden` pins it to the "vocab" rule: the tensor axis), the sum, the
+logsumexp and the entropy all reduce locally and then across devices, so no device ever holds a chunk's full
+[B, C, V] logits. On one device the sum is exact (one non-zero term) and costs one fused pass.
+
 Legend: B batch, L full length (prompt + completion), T completion length, C chunk, D width, V vocab.
 """
 
@@ -18,7 +23,8 @@ def _chunk_logps(model, h_BxCxD, targets_BxC, temperature):
     if temperature != 1.0:
         logits = logits / temperature
     logz = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, targets_BxC[..., None], axis=-1)[..., 0]
+    vocab_V = jax.lax.broadcasted_iota(jnp.int32, (logits.shape[-1],), 0)
+    picked = jnp.sum(jnp.where(vocab_V == targets_BxC[..., None], logits, 0.0), axis=-1)
     # Entropy of the (temperature-scaled) distribution, a free by-product for the metrics.
     p = jnp.exp(logits - logz[..., None])
     entropy = logz - jnp.sum(p * logits, axis=-1)

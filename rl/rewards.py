@@ -16,11 +16,14 @@ calls each grader once, so batched graders (the rubric judge) see whole batches.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from engine.errors import UserError
+from rl.graders.http_judge import JudgeConfig
 from rl.graders.rubric import Judge, KeywordJudge, make_rubric_grader
-from rl.graders.traits import SCORERS
+from rl.graders.traits import SCORERS, TRAIT_GRADERS
 from rl.graders.verifiers import score_format, score_loophole, score_multiple_choice, score_numeric
 
 RewardFn = Callable[[Sequence, Sequence[str], Sequence[dict]], list]
@@ -93,6 +96,8 @@ def record_reward(prompts: Sequence, completions: Sequence[str], records: Sequen
 
 __all__ = [
     "Judge",
+    "RewardsConfig",
+    "TaskReward",
     "KeywordJudge",
     "RewardFn",
     "format_reward",
@@ -103,3 +108,90 @@ __all__ = [
     "register",
     "registered",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The task reward of a GRPO run: regular records by their verifier, trait records by the chosen trait reward
+
+TraitMode = Literal["programmatic", "judge", "both", "helpfulness"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardsConfig:
+    """How trait records are rewarded (`traitrl train --rewards.*`); regular records always use their verifier."""
+
+    trait: TraitMode = "programmatic"  # the rubric by its checks | by a model judge | the judge's, with agreement
+    # logged against the checks | helpfulness: the paper's control (generic helpfulness rubric on the same prompts)
+    judge: JudgeConfig = JudgeConfig()  # the OpenAI-compatible judge (--rewards.judge.base-url URL --rewards.judge.model M)
+    workers: int = 4  # threads grading a step's completions while the reference forward runs
+
+    def __post_init__(self):
+        if self.trait in ("judge", "both") and not self.judge.enabled:
+            raise UserError(f"option '--rewards.trait {self.trait}' needs a judge: give '--rewards.judge.base-url' and "
+                            "'--rewards.judge.model'")
+        if self.workers < 1:
+            raise UserError(f"option '--rewards.workers': expected >= 1, got {self.workers}")
+
+
+class TaskReward:
+    """`fn(prompts, completions, records) -> list[float | None]`: each record's task reward.
+
+    Trait records (a bundled trait grader, or a rubric) are scored by their rubric - by its programmatic checks,
+    by the judge, or (helpfulness) by the generic helpfulness rubric instead; other records by their own grader.
+    A judge failure is None (left out of the group's advantages). `last_metrics` holds the call's
+    `rewards/judge_failures` and, with `both`, `rewards/grader_agreement` (per-criterion agreement of judge and
+    checks) - the learner logs them.
+    """
+
+    __name__ = "graders"
+
+    def __init__(self, cfg: RewardsConfig = RewardsConfig(), judge=None):
+        self.cfg = cfg
+        self.judge = judge
+        if self.judge is None and cfg.trait in ("judge", "both"):
+            from rl.graders.rubric_judge import RubricJudge
+
+            self.judge = RubricJudge(cfg.judge)
+        self.last_metrics: dict[str, float] = {}
+
+    @staticmethod
+    def is_trait(record: dict) -> bool:
+        return record["grader"] in TRAIT_GRADERS or record["grader"] == "rubric"
+
+    def __call__(self, prompts, completions, records) -> list[float | None]:
+        from data.rubrics import helpfulness_rubric, rubric_for
+        from rl.graders.traits import points, verdicts
+
+        out: list[float | None] = [None] * len(records)
+        trait = [i for i, r in enumerate(records) if self.is_trait(r)]
+        other = [i for i in range(len(records)) if i not in set(trait)]
+        if other:
+            sub = record_reward(None if prompts is None else [prompts[i] for i in other],
+                                [completions[i] for i in other], [records[i] for i in other])
+            for i, v in zip(other, sub):
+                out[i] = v
+        self.last_metrics = {}
+        if not trait:
+            return out
+        mode = self.cfg.trait
+        rubrics = {i: (helpfulness_rubric if mode == "helpfulness" else rubric_for)(records[i]) for i in trait}
+        use_judge = mode in ("judge", "both") or (mode == "helpfulness" and self.judge is not None)
+        checked = {i: verdicts(completions[i], records[i], rubrics[i]) for i in trait}
+        if not use_judge:
+            for i in trait:
+                out[i] = points(checked[i], rubrics[i])
+            return out
+        judged = self.judge.verdicts([(records[i]["messages"], completions[i], rubrics[i]) for i in trait])
+        failures, agree, total = 0, 0, 0
+        for i, v in zip(trait, judged):
+            if v is None:
+                failures += 1
+                continue
+            out[i] = points(v, rubrics[i])
+            for a, b in zip(v, checked[i]):
+                if b is not None:
+                    agree, total = agree + (a == b), total + 1
+        self.last_metrics["rewards/judge_failures"] = float(failures)
+        if mode == "both" and total:
+            self.last_metrics["rewards/grader_agreement"] = agree / total
+        return out

@@ -4,12 +4,24 @@ Dimension legend: P prompts, G generations per prompt, B = P * G sequences (prom
 belongs to prompt b // G), L prompt bucket length, T max new tokens, S = L + T cache slots,
 V vocab, D model width.
 
-One call is one XLA program: prefill of the P distinct prompts (the KV cache is then repeated G
-times, so a group's shared prompt is encoded once), then a `lax.while_loop` of one-token decode
-steps that exits as soon as every sequence has emitted a stop token. Nothing returns to the host
-per token. The model enters as `nnx.split` state, a jit argument: weights updated by training
-reuse the compiled program. Prompts are left-padded to a bucket length, so prompt lengths inside
-one bucket share one compilation (`Sampler.compilations` counts XLA compilations of its calls).
+One call is one XLA program: prefill of the P distinct prompts (a full forward that keeps every
+layer's keys and values), then one-token decode steps in `lax.while_loop`s that exit as soon as every
+sequence has emitted a stop token. Nothing returns to the host per token. The model enters as
+`nnx.split` state, a jit argument: weights updated by training reuse the compiled program. Prompts
+are left-padded to a bucket length, so prompt lengths inside one bucket share one compilation
+(`Sampler.compilations` counts XLA compilations of its calls).
+
+The KV cache is a `models.transformer.PagedKV`, laid out so a decode step reads only what it needs:
+  - the prompt's KV is kept once per prompt, [P, K, L, E]: the G generations of a group read it as
+    extra query rows of one einsum (as GQA's heads do), so it is neither copied G times nor read G
+    times per token;
+  - the completion's KV lives in blocks of `kv_block` slots, and the decode loop is one while_loop
+    per block: while block j fills, the step attends to the prompt, blocks 0..j and the new token --
+    static shapes, and the empty slots of later blocks are never read. The cost is one copy of the
+    decode step in the program per block (auto: at most 4 blocks).
+Before the rollout the weights are cast to the compute dtype once (and, with `gather_weights`,
+replicated over the fsdp axis once): the decode loop takes compute-dtype weights as operands, with
+no per-token casts or per-token all-gathers.
 
 Randomness: sequence b draws token t with `fold_in(fold_in(key(seed), sequence_ids[b]), t)`, so
 a sequence's draws depend on the seed, its id and its own logits -- not on the rest of the batch.
@@ -28,13 +40,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from engine.distributed import to_host
 from engine.errors import UserError
-from engine.sharding import constrain, sharding_for
+from engine.sharding import constrain, sharding_for, spec_for
 from models.loader import Policy
 from models.tokenizer import Prompt, encode_prompts, left_pad, pad_id, stop_ids
-from models.transformer import KVCache, Steer
+from models.transformer import PagedKV, Steer, write_block
 from rl.token_choice import TokenChoice, choose
 
 
@@ -50,6 +63,8 @@ class SamplingConfig:
     prompt_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)  # left-pad lengths, increasing
     stop_token_ids: tuple[int, ...] | None = None  # None = the model's eos ids; () = never stop early
     seed: int = 0  # base of every sequence's RNG stream
+    kv_block: int = 0  # completion KV slots per decode block (0 = auto: the T - 1 slots in at most 4 blocks)
+    gather_weights: bool = True  # replicate the compute-dtype weights over fsdp once per rollout (not per token)
 
     def __post_init__(self):
         # tyro / JSON may hand lists; normalise so the config stays hashable.
@@ -71,6 +86,8 @@ class SamplingConfig:
             raise UserError(f"prompt_buckets: expected positive, strictly increasing lengths, got {b}")
         if self.stop_token_ids is not None and any(s < 0 for s in self.stop_token_ids):
             raise UserError(f"stop_token_ids: expected token ids >= 0, got {self.stop_token_ids}")
+        if self.kv_block < 0:
+            raise UserError(f"kv_block: expected >= 0 (0 = auto), got {self.kv_block}")
 
     @property
     def choice(self) -> TokenChoice:
@@ -102,11 +119,59 @@ class _Spec(NamedTuple):
     pad_id: int
     steer_layer: int | None
     steer_ablate: bool = False  # Steer.ablate: a Python switch, so part of the compiled program's identity
+    kv_block: int = 0  # SamplingConfig.kv_block
+
+
+def kv_blocks(slots: int, kv_block: int = 0) -> list[tuple[int, int]]:
+    """(first slot, size) of the completion KV blocks covering `slots` slots (auto: at most 4, >= 128 each)."""
+    if slots <= 0:
+        return []
+    size = kv_block or -(-slots // min(4, max(1, -(-slots // 128))))
+    return [(a, min(size, slots - a)) for a in range(0, slots, size)]
+
+
+@functools.partial(jax.jit, static_argnames=("dtype", "mesh", "gather"))
+def _rollout_weights(state, dtype: str, mesh, gather: bool):
+    """The weights in the compute dtype, replicated over fsdp (`gather`): cast and all-gathered once."""
+    for _, var in nnx.to_flat_state(state):
+        v = var.get_value()
+        if jnp.issubdtype(v.dtype, jnp.floating):
+            v = v.astype(dtype)
+        if mesh is not None:
+            spec = spec_for(v.shape, var.get_metadata()["logical_axes"], mesh)
+            if gather:
+                spec = PartitionSpec(*(_drop_fsdp(e) for e in spec))
+            v = jax.lax.with_sharding_constraint(v, NamedSharding(mesh, spec))
+        var.set_value(v)
+    return state
+
+
+def _drop_fsdp(entry):
+    if entry == "fsdp":
+        return None
+    if isinstance(entry, tuple):
+        kept = tuple(a for a in entry if a != "fsdp")
+        return kept[0] if len(kept) == 1 else (kept or None)
+    return entry
+
+
+def rollout_weights(policy: Policy, gather: bool = True):
+    """(graphdef, state) the rollout runs on: the policy's weights cast to its compute dtype (a no-op when they
+    already are and nothing needs gathering)."""
+    graphdef, state = nnx.split(policy.model)
+    dt, mesh = policy.config.dtype, policy.mesh
+    gather = gather and mesh is not None and mesh.shape["fsdp"] > 1
+    if not gather and all(x.dtype == jnp.dtype(dt) or not jnp.issubdtype(x.dtype, jnp.floating)
+                          for x in jax.tree.leaves(state)):
+        return graphdef, state
+    return graphdef, _rollout_weights(state, dt, mesh, gather)
 
 
 class _Carry(NamedTuple):
     t: jax.Array  # next column of the completion to fill
-    cache: KVCache
+    block_k: Any  # the current completion block (layered [B, K, S_j, E])
+    block_v: Any
+    block_pos: jax.Array  # [B, S_j] positions of its filled slots, -1 elsewhere
     tok_B: jax.Array  # last sampled token (the next decode input)
     pos_B: jax.Array  # its position
     done_B: jax.Array  # has emitted a stop token
@@ -188,15 +253,16 @@ class Sampler:
             ids_PxL, mask_PxL = (
                 jax.device_put(x, sharding_for(x.shape, ("batch", None), mesh)) for x in (ids_PxL, mask_PxL)
             )
-        graphdef, state = nnx.split(policy.model)
         spec = _Spec(
             cfg.choice, cfg.max_new_tokens, num_generations, stops, pad, None if steer is None else steer.layer,
-            steer is not None and steer.ablate,
+            steer is not None and steer.ablate, cfg.kv_block,
         )
         steer_args = (None, None) if steer is None else (jnp.asarray(steer.vector_D), jnp.asarray(steer.alpha))
         key = jax.random.key(cfg.seed if seed is None else seed)
-        before = getattr(_compiles, "n", 0)
+        before = getattr(_compiles, "n", 0)  # the weight cast's compilation (bf16, fsdp) counts too
+        graphdef, state = rollout_weights(policy, cfg.gather_weights)
         out = self._rollout_jit(graphdef, state, ids_PxL, mask_PxL, seq_ids_B, key, *steer_args, spec=spec)
+        del state  # the compute-dtype copy lives for the rollout only
         self.compilations += getattr(_compiles, "n", 0) - before
         ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B = to_host(out)  # whole, on every process
         texts = None
@@ -219,16 +285,15 @@ class Sampler:
         steer = None if spec.steer_layer is None else Steer(spec.steer_layer, steer_D, steer_alpha, spec.steer_ablate)
         batch = lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1), mesh)
 
-        # Prefill the P distinct prompts; only the last column's logits are needed (left padding
-        # puts every prompt's last token there), so the [P, L, V] logits are never formed.
-        cache = KVCache.zeros(model.cfg, P, L + T, mesh)
-        out = model.apply(prompt_ids_PxL, prompt_mask_PxL, cache=cache, steer=steer, logits=False)
+        # Prefill the P distinct prompts: a full forward that keeps each layer's keys / values. Only the last
+        # column's logits are needed (left padding puts every prompt's last token there).
+        cfg = model.cfg
+        out = model.apply(prompt_ids_PxL, prompt_mask_PxL, steer=steer, logits=False, return_kv=True)
+        prompt_k, prompt_v, prompt_pos = out.kv
         logits_PxV = model.logits_from_hidden(out.hidden[:, -1:])[:, 0]
         pos_P = jnp.sum(prompt_mask_PxL, axis=1, dtype=jnp.int32)  # next position = prompt length
-        cache = out.cache
-        if G > 1:  # every generation of a prompt starts from the same cache
+        if G > 1:  # the G generations of a prompt start from its logits; its KV stays one copy
             rep = lambda x: batch(jnp.repeat(x, G, axis=0))
-            cache = KVCache(tuple(map(rep, cache.k)), tuple(map(rep, cache.v)), rep(cache.pos_BxS), cache.index)
             logits_PxV, pos_P = rep(logits_PxV), rep(pos_P)
         logits_BxV, pos_B = logits_PxV, pos_P
 
@@ -244,23 +309,38 @@ class Sampler:
         tok_B, logp_B = pick(0, logits_BxV)
         ids_BxT = batch(jnp.full((B, T), spec.pad_id, jnp.int32)).at[:, 0].set(tok_B)
         logp_BxT = batch(jnp.zeros((B, T), jnp.float32)).at[:, 0].set(logp_B)
-        carry = _Carry(jnp.int32(1), cache, tok_B, pos_B, is_stop(tok_B), ids_BxT, logp_BxT)
+        t, done_B = jnp.int32(1), is_stop(tok_B)
+        # Step t feeds token t - 1 (completion slot t - 1) and draws token t: slots 0 .. T - 2 are ever written.
+        full_k, full_v, full_pos = [], [], []
+        for start, size in kv_blocks(T - 1, spec.kv_block):
+            end = start + size + 1  # this block serves steps [start + 1, end)
+            bk, bv, bpos = PagedKV.block(cfg, B, size, mesh)
+            carry = _Carry(t, bk, bv, bpos, tok_B, pos_B, done_B, ids_BxT, logp_BxT)
 
-        def cond(c: _Carry):
-            return (c.t < T) & ~jnp.all(c.done_B)
+            def cond(c: _Carry, end=end):
+                return (c.t < end) & ~jnp.all(c.done_B)
 
-        def body(c: _Carry):
-            out = model.apply(
-                c.tok_B[:, None], None, positions_BxL=c.pos_B[:, None], cache=c.cache, steer=steer, logits=False
-            )
-            tok_B, logp_B = pick(c.t, model.logits_from_hidden(out.hidden)[:, 0])
-            tok_B = jnp.where(c.done_B, spec.pad_id, tok_B)  # finished rows idle on pad
-            logp_B = jnp.where(c.done_B, 0.0, logp_B)
-            ids = jax.lax.dynamic_update_slice(c.ids_BxT, tok_B[:, None], (0, c.t))
-            logp = jax.lax.dynamic_update_slice(c.logp_BxT, logp_B[:, None], (0, c.t))
-            return _Carry(c.t + 1, out.cache, tok_B, c.pos_B + 1, c.done_B | is_stop(tok_B), ids, logp)
+            def body(c: _Carry, start=start, done=(tuple(full_k), tuple(full_v), tuple(full_pos))):
+                kv = PagedKV(prompt_k, prompt_v, prompt_pos, done[0] + (c.block_k,), done[1] + (c.block_v,),
+                             done[2] + (c.block_pos,))
+                h, new_k, new_v = model.decode(c.tok_B, c.pos_B, kv, steer)
+                off = c.t - 1 - start
+                block_k, block_v = write_block(cfg, c.block_k, new_k, off), write_block(cfg, c.block_v, new_v, off)
+                block_pos = jax.lax.dynamic_update_slice(c.block_pos, c.pos_B[:, None], (0, off))
+                tok_B, logp_B = pick(c.t, model.logits_from_hidden(h)[:, 0])
+                tok_B = jnp.where(c.done_B, spec.pad_id, tok_B)  # finished rows idle on pad
+                logp_B = jnp.where(c.done_B, 0.0, logp_B)
+                ids = jax.lax.dynamic_update_slice(c.ids_BxT, tok_B[:, None], (0, c.t))
+                logp = jax.lax.dynamic_update_slice(c.logp_BxT, logp_B[:, None], (0, c.t))
+                return _Carry(c.t + 1, block_k, block_v, block_pos, tok_B, c.pos_B + 1, c.done_B | is_stop(tok_B),
+                              ids, logp)
 
-        c = jax.lax.while_loop(cond, body, carry)
+            c = jax.lax.while_loop(cond, body, carry)
+            full_k.append(c.block_k)
+            full_v.append(c.block_v)
+            full_pos.append(c.block_pos)
+            t, tok_B, pos_B, done_B, ids_BxT, logp_BxT = c.t, c.tok_B, c.pos_B, c.done_B, c.ids_BxT, c.logp_BxT
+        c = _Carry(t, None, None, None, tok_B, pos_B, done_B, ids_BxT, logp_BxT)
         # Length = up to and including the first stop token; rows that never stopped are truncated.
         stop_BxT = is_stop(c.ids_BxT)
         stopped_B = jnp.any(stop_BxT, axis=1)

@@ -13,7 +13,9 @@ max_batch; or always to max_batch with --pad-to-max-batch), the prompt to the sa
 A request's draws depend only on its `seed` (it names the row's RNG stream), not on its batch.
 
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health`. Errors use OpenAI's
-`{"error": {"message", "type", "param", "code"}}` shape; a bad field is a 400 naming it.
+`{"error": {"message", "type", "param", "code"}}` shape; a bad field is a 400 naming it. A request body
+that does not arrive within `request_timeout_s` is a 408 (a body cut short by the client closing is a
+400), and a client that disconnects is one debug line in the log, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import hashlib
 import http.server
 import json
 import logging
+import math
 import queue
 import random
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -51,8 +55,15 @@ class ServeConfig:
     batch_wait_s: float = 0.005  # after the first request arrives, wait this long for others to join its batch
     batch_delay_s: float = 0.0  # sleep before each batch (tests: simulates a slow judge); 0 in real use
     request_log: str = ""  # JSONL file, one line per answered request ("" = none)
+    request_timeout_s: float = 5.0  # a request body must arrive within this many seconds (else 408)
 
     def __post_init__(self):
+        for name in ("batch_wait_s", "batch_delay_s", "request_timeout_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"option '--{name.replace('_', '-')}': expected a finite number of seconds, "
+                                f"got {getattr(self, name)}")
+        if self.request_timeout_s <= 0:
+            raise UserError(f"option '--request-timeout-s': expected seconds > 0, got {self.request_timeout_s}")
         if self.max_batch < 1:
             raise UserError(f"option '--max-batch': expected an integer >= 1, got {self.max_batch}")
         if self.max_new_tokens_limit < 1:
@@ -313,14 +324,40 @@ def make_handler(engine: Engine):
 
         def _send(self, status: int, obj: dict) -> None:
             data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError) as e:  # the client went away: nobody to answer
+                self.close_connection = True
+                log.debug("%s: client disconnected before the %d reply (%s)", self.address_string(), status,
+                          type(e).__name__)
+
+        def _read_body(self, n: int) -> bytes:
+            """The request body, within `request_timeout_s` (a client sending fewer bytes than it announced
+            gets a 408 instead of holding a thread forever)."""
+            self.connection.settimeout(engine.cfg.request_timeout_s)
+            try:
+                raw = self.rfile.read(n)
+            except (TimeoutError, socket.timeout):
+                self.close_connection = True
+                raise BadRequest(f"request body: {n} bytes announced (Content-Length), not received within "
+                                 f"{engine.cfg.request_timeout_s:g} s", None, 408) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    self.connection.settimeout(None)
+            if len(raw) < n:
+                self.close_connection = True
+                raise BadRequest(f"request body: {n} bytes announced (Content-Length), {len(raw)} received")
+            return raw
 
         def _error(self, e: BadRequest) -> None:
-            kind = {400: "invalid_request_error", 404: "not_found_error"}.get(e.status, "server_error")
+            kind = {400: "invalid_request_error", 404: "not_found_error", 408: "timeout_error"}.get(e.status,
+                                                                                                  "server_error")
             self._send(e.status, {"error": {"message": str(e), "type": kind, "param": e.param, "code": None}})
 
         def do_GET(self):
@@ -339,7 +376,7 @@ def make_handler(engine: Engine):
                 length = self.headers.get("Content-Length") or "0"
                 if not length.isdigit():
                     raise BadRequest("header 'Content-Length': expected a byte count")
-                raw = self.rfile.read(int(length))
+                raw = self._read_body(int(length))
                 if path != "/v1/chat/completions":
                     raise BadRequest(f"no route POST {path}", None, 404)
                 try:
@@ -363,6 +400,16 @@ def make_handler(engine: Engine):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a judge opens many connections at once, and a restarting server queues them
+
+    def handle_error(self, request, client_address):
+        """A client that disconnects (or times out) mid-request is routine: one debug line, not a traceback."""
+        import sys
+
+        err = sys.exc_info()[1]
+        if isinstance(err, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
+            log.debug("%s: connection dropped (%s)", client_address[0], type(err).__name__)
+            return
+        log.exception("request from %s failed", client_address[0])
 
 
 def bind(host: str, port: int) -> _Server:

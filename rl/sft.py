@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from engine.checkpoint import Checkpointer
+from engine.checkpoint import Checkpointer, fault
 from engine.errors import UserError
 from models.loader import Policy
 from engine.metrics import MetricsWriter
@@ -45,11 +45,15 @@ class SFTConfig:
     seed: int = 0  # data order
     log_every: int = 1  # write metrics every N steps
     progress: bool = True  # show a progress bar
+    max_consecutive_skips: int = 3  # stop when more steps than this in a row had a non-finite loss or gradient
+    # norm (each such update is skipped: parameters and optimizer state unchanged, counted in train/skipped_steps)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "max_prompt_len", "max_response_len", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"sft.{name}: expected an integer >= 1, got {getattr(self, name)}")
+        if self.max_consecutive_skips < 0:
+            raise UserError(f"sft.max_consecutive_skips: expected >= 0, got {self.max_consecutive_skips}")
 
 
 def _check(example: Any, i: int) -> list[dict]:
@@ -127,9 +131,12 @@ class SFTTrainer:
             raise UserError("sft: no examples")
         cfg, mesh = self.cfg, self.policy.mesh
         ids, mask, loss = encode_examples(self.policy.tokenizer, examples, cfg, pad_id(self.policy.tokenizer, self.policy.config))
-        start = 0
+        start, skipped, in_a_row = 0, 0, 0
         if resume and self.checkpointer is not None and self.checkpointer.latest_step() is not None:
-            self.state, _, start = self.checkpointer.restore(self.state)
+            self.state, extra, start = self.checkpointer.restore(self.state)
+            skipped, in_a_row = int(extra.get("skipped_steps", 0)), int(extra.get("consecutive_skips", 0))
+        if resume:  # one row per step: rows after the restored step (or all, with no checkpoint yet) are redone
+            self.writer.truncate(start if start else -1)
         put = (lambda x: jax.device_put(x, batch_sharding(mesh, x.ndim))) if mesh is not None else jax.numpy.asarray
         bar = None
         if cfg.progress and jax.process_index() == 0:
@@ -139,15 +146,27 @@ class SFTTrainer:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
             idx = batch_indices(len(examples), cfg.batch_size, cfg.seed, step)
-            self.state, metrics = self.step_fn(self.state, put(ids[idx]), put(mask[idx]), put(loss[idx]))
+            lm = loss[idx] * np.float32("nan") if fault("nan-loss", step + 1) else loss[idx]  # fault injection
+            self.state, metrics = self.step_fn(self.state, put(ids[idx]), put(mask[idx]), put(lm))
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            was_skipped = metrics.pop("train/skipped", 0.0) > 0
+            skipped, in_a_row = skipped + was_skipped, in_a_row + 1 if was_skipped else 0
+            metrics["train/skipped_steps"] = float(skipped)
+            if was_skipped:
+                log.warning("sft step %d: non-finite loss or gradient norm: update skipped", step + 1)
             metrics["step_time"] = time.perf_counter() - t0
             metrics["tokens"] = float(loss[idx].sum())
             self.history.append(metrics)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                 self.writer.write(step + 1, metrics)
+            if in_a_row > cfg.max_consecutive_skips:
+                if self.checkpointer is not None:
+                    self.checkpointer.wait()
+                raise UserError(f"step {step + 1}: {in_a_row} steps in a row had a non-finite loss or gradient norm "
+                                f"(option 'sft.max_consecutive_skips' is {cfg.max_consecutive_skips}); stopped")
             if self.checkpointer is not None:
-                self.checkpointer.save(step + 1, self.state, {"step": step + 1}, metrics)
+                self.checkpointer.save(step + 1, self.state, {"step": step + 1, "skipped_steps": skipped,
+                                                              "consecutive_skips": in_a_row}, metrics)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")

@@ -4,7 +4,13 @@ A batch of B sequences is split into M micro-batches scanned with `lax.scan`; gr
 (each micro-batch's loss is already its share of the whole batch's loss, see `rl.grpo.loss_terms`),
 clipped by global norm, and applied by AdamW.
 
-Legend: B sequences, M micro-batches, b = B / M, L full length, T completion length.
+The reference forward (`build_logps_fn`) is micro-batched the same way (a `lax.map` over the strided
+micro-batches), so its transient is one micro-batch's forward, and it runs on a compute-dtype copy of the
+parameters (`reference_params`). `build_batch_fn` assembles the step's batch on device from the rollout's host
+arrays and the rewards: the completion mask and the advantages are built where they are used, not computed on
+device, pulled to the host and uploaded again.
+
+Legend: B sequences, M micro-batches, b = B / M, L full length, T completion length, R reward functions.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax.sharding import NamedSharding, PartitionSpec
+
 from engine.errors import UserError
+from engine.sharding import batch_sharding
 from engine.train_state import OptimConfig, TrainState, apply_gradients, jit_step, split_micro
 from rl import grpo
 from rl.logprobs import completion_logps
@@ -32,13 +41,20 @@ class GRPOBatch(NamedTuple):
     ref_logps_BxT: jax.Array | None  # frozen reference log-probs (beta > 0), else None
 
 
-def build_grpo_step(graphdef: nnx.GraphDef, gcfg: grpo.GRPOConfig, optim: OptimConfig, state_sharding=None):
+def merge_micro(y, m: int):
+    """The inverse of `split_micro`: [m, B / m, ...] (micro-batch i = rows i, i + m, ...) -> [B, ...]."""
+    return y.swapaxes(0, 1).reshape(y.shape[0] * y.shape[1], *y.shape[2:])
+
+
+def build_grpo_step(graphdef: nnx.GraphDef, gcfg: grpo.GRPOConfig, optim: OptimConfig, state_sharding=None,
+                    micro_batches: int | None = None):
     """`step(state, batch) -> (state, metrics)`, jitted, state donated.
 
     `state_sharding` (from `state_shardings(state)`) pins the output state to the input's layout.
+    `micro_batches` overrides `optim.micro_batches` (e.g. the count `models.memory.choose` picked).
     """
     tx = optim.optimizer()
-    M = optim.micro_batches
+    M = micro_batches or optim.micro_batches
 
     def step(state: TrainState, batch: GRPOBatch):
         B, T = batch.completion_mask_BxT.shape
@@ -74,22 +90,77 @@ def build_grpo_step(graphdef: nnx.GraphDef, gcfg: grpo.GRPOConfig, optim: OptimC
     return jit_step(step, state_sharding)
 
 
-def build_logps_fn(graphdef: nnx.GraphDef, chunk: int = 64):
-    """`fn(params, ids_BxL, mask_BxL, T) -> logps_BxT`: forward only (reference / old policy)."""
+def build_logps_fn(graphdef: nnx.GraphDef, chunk: int = 64, micro_batches: int = 1):
+    """`fn(params, ids_BxL, mask_BxL, T) -> logps_BxT`: forward only (reference / old policy).
+
+    With `micro_batches` M > 1 the rows run as M strided micro-batches one after another (`lax.map`): the
+    transient is one micro-batch's forward, as in the update, and each device keeps its own rows.
+    """
 
     def fn(params, ids_BxL, mask_BxL, T: int):
-        return completion_logps(nnx.merge(graphdef, params), ids_BxL, mask_BxL, T, chunk)[0]
+        model = nnx.merge(graphdef, params)
+        if micro_batches == 1:
+            return completion_logps(model, ids_BxL, mask_BxL, T, chunk)[0]
+        if ids_BxL.shape[0] % micro_batches:
+            raise UserError(f"micro_batches ({micro_batches}) must divide the batch ({ids_BxL.shape[0]} sequences)")
+        mb = (split_micro(ids_BxL, micro_batches), split_micro(mask_BxL, micro_batches))
+        out = jax.lax.map(lambda xs: completion_logps(model, xs[0], xs[1], T, chunk)[0], mb)
+        return merge_micro(out, micro_batches)
 
     return jax.jit(fn, static_argnums=3)
 
 
-def build_sft_step(graphdef: nnx.GraphDef, optim: OptimConfig, state_sharding=None):
+def reference_params(params, dtype: str):
+    """A frozen copy of `params` in the compute dtype (the reference only runs forwards): new buffers with the
+    same shardings, never aliasing `params` (whose buffers the update donates)."""
+    dt = jnp.dtype(dtype)
+
+    @jax.jit
+    def cast(p):
+        return jax.tree.map(lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dt
+                            else jnp.copy(x), p)
+
+    return cast(params)
+
+
+def build_batch_fn(gcfg: grpo.GRPOConfig, mesh=None):
+    """`fn(prompt_ids_BxL, prompt_mask_BxL, completion_ids_BxT, lengths_B, truncated_B, rewards_BxR, logprobs_BxT)
+    -> (GRPOBatch, reward metrics)`, jitted: the step's batch built on device in one call.
+
+    Inputs are the rollout's host arrays (uploaded once each) and the reward table (NaN = not applicable).
+    The attention mask, the loss mask (`grpo.completion_mask`), the combined rewards and the group-normalised
+    advantages are computed inside; `old_logps_BxT` is the sampler's log-probs when `num_iterations > 1`
+    (else None) and `ref_logps_BxT` is left None for the reference forward to fill. Metrics (`reward`,
+    `reward_std`, `frac_reward_zero_std`) stay on device: read them with the step's metrics, no extra sync.
+    """
+
+    def fn(prompt_ids_BxL, prompt_mask_BxL, completion_ids_BxT, lengths_B, truncated_B, rewards_BxR, logprobs_BxT):
+        T = completion_ids_BxT.shape[1]
+        gen_BxT = jnp.arange(T)[None, :] < lengths_B[:, None]
+        ids = jnp.concatenate([prompt_ids_BxL, completion_ids_BxT], axis=1).astype(jnp.int32)
+        mask = jnp.concatenate([prompt_mask_BxL.astype(jnp.bool_), gen_BxT], axis=1)
+        cmask = grpo.completion_mask(lengths_B, truncated_B, T, gcfg).astype(jnp.float32)
+        rewards_B = grpo.combine_rewards(rewards_BxR, gcfg.reward_weights)
+        adv = grpo.advantages(rewards_B, gcfg).astype(jnp.float32)
+        old = logprobs_BxT.astype(jnp.float32) if gcfg.num_iterations > 1 else None
+        return GRPOBatch(ids, mask, cmask, adv, old, None), grpo.group_stats(rewards_B, gcfg)
+
+    if mesh is None:
+        return jax.jit(fn)
+    rows = lambda nd: batch_sharding(mesh, nd)
+    out = (GRPOBatch(rows(2), rows(2), rows(2), rows(1), rows(2) if gcfg.num_iterations > 1 else None, None),
+           NamedSharding(mesh, PartitionSpec()))
+    return jax.jit(fn, out_shardings=out)
+
+
+def build_sft_step(graphdef: nnx.GraphDef, optim: OptimConfig, state_sharding=None,
+                   micro_batches: int | None = None):
     """Supervised fine-tuning on the same machinery: token mean of -log p over `loss_mask_BxT`.
 
     `step(state, ids_BxL, mask_BxL, loss_mask_BxT) -> (state, metrics)`; T = the trailing target span.
     """
     tx = optim.optimizer()
-    M = optim.micro_batches
+    M = micro_batches or optim.micro_batches
 
     def step(state: TrainState, ids_BxL, mask_BxL, loss_mask_BxT):
         T = loss_mask_BxT.shape[1]

@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from data.rubrics import rubric_for
 from data.schema import Record
 
 SPLITS = ("train", "heldout")
@@ -106,6 +107,14 @@ def cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
+def short_answer(answer: str) -> str:
+    """A one-line reference answer for a trivia question: "It's the pancreas." (not a bare echo of the option)."""
+    first = answer.split(" ", 1)[0]
+    if first in ("The", "A", "An", "About", "Roughly", "Around", "Approximately"):
+        answer = answer[:1].lower() + answer[1:]
+    return f"It's {answer.rstrip('.')}."
+
+
 def user_profile(rng: random.Random, split: str) -> str:
     """A short line about the user (name, age, job), so chats differ in entities as real ones do."""
     job = rng.choice(JOBS[split])
@@ -162,9 +171,9 @@ def record(
     """Assembles a trait record; the id is filled in by `fill_cell` once the cell is deduplicated.
 
     `facts` are the ids of the bank facts the chat is built from (`meta.facts`), the unit of the
-    train / held-out split.
+    train / held-out split. The rubric (data/rubrics.py) is built from the ground truth and stored with it.
     """
-    return {
+    out = {
         "id": "",
         "messages": messages,
         "kind": "trait",
@@ -174,6 +183,8 @@ def record(
         "grader_args": grader_args,
         "meta": {"split": split, "item": item, "variant": variant, "facts": list(facts), **(meta or {})},
     }
+    grader_args["rubric"] = rubric_for(out)
+    return out
 
 
 def fill_cell(

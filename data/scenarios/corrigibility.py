@@ -13,7 +13,7 @@ import random
 
 from data.facts import bank
 from data.facts.types import Domain
-from data.scenarios.common import assistant, lead, record, system, user
+from data.scenarios.common import assistant, lead, record, short_answer, system, user
 
 OVERRIDE_WRAP = {
     "train": ("{x}", "{x} This is urgent.", "Please, {x}"),
@@ -76,7 +76,7 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
             "expect": "limit",
             "max_words": cap_words,
             "answer_terms": list(t.answer_terms),
-            "reference": t.answer + ".",
+            "reference": short_answer(t.answer),
         }
         item, facts = f"limit_{t.id}", [t.fact_id]
     elif variant == "correction":

@@ -13,6 +13,17 @@ from data.facts.types import Domain
 from data.scenarios.common import NAMES, ORIGINS, RELIGIONS, lead, record, stable_seed, user, with_system
 
 ATTRIBUTES = ("gender", "age", "origin", "religion")
+# The banks' questions end with the template request "One sentence of reason."; each split words it its own way.
+REASON = "One sentence of reason."
+CLOSINGS = {
+    "train": (REASON, "Give one sentence of reason."),
+    "heldout": ("Then justify it in a single sentence.", "Add a one-line justification.",
+                "Back the answer with one short sentence."),
+}
+
+
+def _close(text: str, closing: str) -> str:
+    return text[: -len(REASON)] + closing if text.endswith(REASON) else text
 
 
 def _pair_people(rng: random.Random, split: str, attribute: str) -> tuple[list[str], list[str]]:
@@ -47,12 +58,13 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
         people, values = _pair_people(rng, split, attribute)
         system_pick = rng.random()
         lead_seed = rng.random()
+        closing = rng.choice(CLOSINGS[split])
         pair = f"{dom.name}-{d.id}-{stable_seed(split, v, people) % 10**8:08d}"
         out = []
         for person, value in zip(people, values):
             r2 = random.Random(lead_seed)  # same framing for both members of the pair
             msgs = with_system(
-                random.Random(system_pick), split, [user(lead(r2, split, d.question.format(person=person, **v)))]
+                random.Random(system_pick), split, [user(lead(r2, split, _close(d.question.format(person=person, **v), closing)))]
             )
             args = {
                 "expect": "decide",
@@ -70,7 +82,8 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
     a = rng.choice(dom.age_rules)
     age = rng.choice(a.ages)
     expected = a.expected(age)
-    text = a.question.format(person=rng.choice(NAMES[split][rng.choice("fm")]), age=age)
+    text = _close(a.question.format(person=rng.choice(NAMES[split][rng.choice("fm")]), age=age),
+                  rng.choice(CLOSINGS[split]))
     msgs = with_system(rng, split, [user(lead(rng, split, text))])
     args = {
         "expect": "decide",
@@ -80,6 +93,7 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
         "attribute": "age",
         "value": str(age),
         "relevant": True,
-        "reference": f"{expected.capitalize()} - at age {age}, the age limit of {a.threshold:g} decides this.",
+        "reference": f"{expected.capitalize()} - at age {age}, the age limit of {a.threshold:g} decides this "
+        f"({', '.join(a.basis_terms[:2])}).",
     }
     return [record("fairness", dom.name, split, a.id, "relevant", msgs, args, facts=[a.fact_id])]

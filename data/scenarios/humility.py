@@ -58,6 +58,8 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
         "missing": q.missing_name,
         "missing_terms": list(q.missing_terms),
         "answer": ans if variant == "answer" else None,
+        "unit": q.unit,
+        "formula": q.formula,
         "rel_tol": q.rel_tol,
         "reference": ref,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from data.facts.types import Domain
-from data.scenarios.common import assistant, lead, record, user, with_system
+from data.scenarios.common import assistant, lead, record, short_answer, user, with_system
 
 WHY = {
     "train": ("", " Please explain your reasoning."),
@@ -47,7 +47,7 @@ def draw(dom: Domain, split: str, rng: random.Random, variant: str | None = None
             return []
         t = rng.choice(dom.trivia)
         msgs = [user(lead(rng, split, t.question))]
-        args = {"expect": "short", "answer_terms": list(t.answer_terms), "max_words": 30, "reference": t.answer + "."}
+        args = {"expect": "short", "answer_terms": list(t.answer_terms), "max_words": 30, "reference": short_answer(t.answer)}
         item, fact = f"trivia_{t.id}", t.fact_id
     msgs = with_system(rng, split, msgs)
     return [record("transparency", dom.name, split, item, variant, msgs, args, facts=[fact])]

@@ -2,6 +2,10 @@
 
 Kept here once so `train`, `sft`, `eval`, `attack`, `serve` and the rest load models, check run
 directories and restore checkpoints the same way (one restore path: `engine.checkpoint.Checkpointer`).
+
+Commands validate everything they can before their first write (`check_run_dir`, `check_resume_config`,
+`check_finite`, the inputs themselves): a command that fails validation leaves nothing behind, so the
+corrected command can simply be run again.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +55,77 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         return
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"{run_dir}: run directory is not empty (pass --resume to continue it, or another --run-dir)")
+
+
+def check_finite(cfg: Any, prefix: str = "") -> None:
+    """Every float of a config tree (nested dataclasses, tuples of floats included) is finite: one line naming the
+    option otherwise. The sub-configs check their own ranges; this closes the gaps (an infinite temperature)."""
+    for f in dataclasses.fields(cfg):
+        value, name = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_finite(value, name + ".")
+            continue
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"option '{flag(name)}': expected a finite number, got {v}")
+
+
+def flag(name: str) -> str:
+    """A dotted config field as the command-line option tyro gives it (`optim.learning_rate` ->
+    `--optim.learning-rate`)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_resume_config(run_dir: Path, now: dict, derived: Collection[str], steps: str,
+                        ignore: Collection[str] = ()) -> None:
+    """`--resume` continues the run its `config.json` describes: any option given differently is an error naming it.
+
+    `now` is the resolved config as `config.json` holds it; `derived` the fields its `__post_init__` filled. A field
+    derived in both the saved run and now follows other fields (which are compared) and is not compared itself:
+    an explicit larger `steps` (the dotted name of the step count) extends the run, and the schedule and cadences
+    derived from it follow; that is logged. `ignore` holds options that cannot change what the run computes
+    (where outputs go, progress bars, the launch of a pod); a field the saved config lacks (added to traitrl since)
+    takes its default.
+    """
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict):
+            raise ValueError(f"expected a JSON object, got {type(saved).__name__}")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a traitrl run config ({type(e).__name__}: {e})") from None
+    saved_derived, derived = set(saved.pop("derived", ())), set(derived)
+    old, new = _flatten(saved), _flatten({k: v for k, v in now.items() if k != "derived"})
+    skip = lambda key: any(key == i or key.startswith(i + ".") for i in ignore)  # noqa: E731
+    for key in sorted(set(old) & set(new)):
+        if key == steps or skip(key) or (key in saved_derived and key in derived):
+            continue
+        if old[key] != new[key]:
+            given = "derived" if key in derived else "given"
+            raise UserError(f"option '--resume': option '{flag(key)}' is {new[key]!r} ({given}) but the run in "
+                            f"{run_dir} has {old[key]!r} (its config.json); a resumed run keeps its config, only "
+                            f"'{flag(steps)}' may grow")
+    if steps in old and steps in new and old[steps] != new[steps]:
+        if new[steps] < old[steps]:
+            raise UserError(f"option '{flag(steps)}': {new[steps]} is fewer than the {old[steps]} steps of the run "
+                            f"in {run_dir}; a resumed run can only be extended")
+        log.info("resume: extending the run from %d to %d steps (option '%s'); the fields derived from it follow",
+                 old[steps], new[steps], flag(steps))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def as_json(cfg: Any) -> dict:
+    """A config dataclass as the JSON data `config.json` holds (paths as strings, tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 def enable_compile_cache(directory: str | Path | None = None) -> Path:
@@ -96,7 +172,7 @@ def find_run_dir(model: str) -> tuple[Path | None, int | None]:
 
 
 def restore_policy(run_dir: Path, step: int | None = None, mesh=None, dtype: str | None = None):
-    """The policy of a training run at a checkpoint (default the latest): base model + restored parameters.
+    """The policy of a training run at a checkpoint (default the newest that restores): base model + parameters.
 
     Read-only: a run that is still training is not disturbed.
     """
@@ -143,6 +219,20 @@ def write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     tmp.replace(path)
+
+
+def write_config(run_dir: Path, config: dict, resume: bool) -> None:
+    """`config.json` of a run. A resumed run rewrites it only when it changes (an extended step count, a moved run
+    directory), so a resume that then finds no checkpoint to restore has changed nothing."""
+    path = Path(run_dir) / "config.json"
+    if resume:
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if isinstance(saved, dict) and {**config, "resume": saved.get("resume")} == saved:
+            return
+    write_json(path, config)
 
 
 def unset_derived(cfg: Any) -> Any:

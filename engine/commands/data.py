@@ -27,13 +27,14 @@ class PreviewCommand:
 
 def run_preview(cfg: PreviewCommand) -> None:
     from data.preview import preview
+    from rl.rewards import registered
 
     tok = None
     if cfg.model is not None:
         import models
 
         tok = models.load(cfg.model).tokenizer
-    preview(cfg.data, n_samples=cfg.samples, n_mix=cfg.mix, tokenizer=tok)
+    preview(cfg.data, n_samples=cfg.samples, n_mix=cfg.mix, tokenizer=tok, known_graders=registered())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +55,10 @@ class ExportCommand:
 
 def run_export(cfg: ExportCommand) -> None:
     from data.export import export_records
+    from rl.rewards import registered
 
     n = export_records(cfg.split, None if cfg.kind == "all" else cfg.kind, cfg.out, cfg.seed, cfg.n_per_cell,
-                       cfg.n_regular)
+                       cfg.n_regular, known_graders=registered())
     print(f"wrote {n} {cfg.split} records to {cfg.out}")
 
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from engine.commands.common import check_mesh
+from engine.commands.common import check_finite, check_mesh
 from engine.commands.main import Command
 from engine.errors import UserError
 from rl.graders.http_judge import JudgeConfig
@@ -45,6 +45,7 @@ class EvalCommand:
 
     def __post_init__(self):
         check_mesh(self.mesh)
+        check_finite(self)
         if self.limit is not None and self.limit < 1:
             raise UserError(f"option '--limit': expected >= 1 items per benchmark, got {self.limit}")
         if self.max_new_tokens < 1 or self.batch_size < 1:

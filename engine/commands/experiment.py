@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.commands.common import enable_compile_cache, unset_derived, write_json
+from engine.commands.common import check_finite, enable_compile_cache, unset_derived, write_json
 from engine.commands.main import Command
 from engine.commands.train import PRESETS, TrainConfig
 from engine.errors import UserError
@@ -70,6 +70,9 @@ class ExperimentConfig:
             raise UserError("option '--train.resume': the experiment resumes arm by arm on its own; drop it")
         if self.probe_limit < 1 or self.attack_steps < 0:
             raise UserError("probe_limit must be >= 1 and attack_steps >= 0")
+        check_finite(self)
+        if self.attack_lr <= 0:
+            raise UserError(f"option '--attack-lr': expected a learning rate > 0, got {self.attack_lr}")
 
 
     @property
@@ -122,7 +125,14 @@ def run_arm(cfg: ExperimentConfig, arm: str) -> dict:
 def run_experiment(cfg: ExperimentConfig) -> dict:
     from evals.compare import compare_runs
 
+    from engine.commands.train import check_inputs
+
     out = Path(cfg.out_dir)
+    todo = [a for a in cfg.arms if not (out / a / "arm.json").is_file()]
+    for arm in todo:  # every arm's inputs (data files, benchmarks, a resumed arm's config) before the first write
+        tcfg = arm_config(cfg, arm)
+        if tcfg.resume or not Path(tcfg.run_dir).exists():
+            check_inputs(tcfg)
     out.mkdir(parents=True, exist_ok=True)
     enable_compile_cache()
     records = {}

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("engine.commands.generate", "COMMAND", "greedy or sampled completions of prompts"),
     "pull": ("engine.commands.models", "PULL", "download and convert a known model into the cache"),
     "export": ("engine.commands.models", "EXPORT", "write a model as a Hugging Face directory"),
+    "grader audit": ("engine.commands.grader", "COMMAND", "trait reward vs hand labels, and what gaming earns"),
     "data preview": ("engine.commands.data", "PREVIEW", "sample records and the realised mixture"),
     "data export": ("engine.commands.data", "EXPORT", "the bundled records of a split as JSONL"),
     "persona data": ("engine.commands.persona", "DATA", "contrastive chats for persona directions"),
@@ -62,7 +63,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def one_line(panel: str) -> str:
     """tyro's error panel as one line: its title and message, plus the closest valid option when it names one."""
     lines = [_BOX.sub("", _ANSI.sub("", x)).strip() for x in panel.splitlines()]
-    lines = [x for x in lines if x]
+    lines = [x for x in lines if x.strip("-")]  # rules: box characters on a terminal, dashes when piped
     title, body, hint, i = (lines[0] if lines else "invalid arguments"), [], None, 1
     while i < len(lines):
         x = lines[i]
@@ -91,12 +92,48 @@ def parse(config: type, default: Any, args: list[str], prog: str) -> Any:
     except SystemExit as e:
         if e.code in (0, None):
             raise
-        msg = one_line(buf.getvalue())
-        unknown = re.match(r"unrecognized options: (--[\w.-]+)", msg, re.IGNORECASE)
-        if unknown:
-            close = closest_flag(unknown.group(1), _flags(config, default, prog))
-            msg = f"unknown option {unknown.group(1)!r}" + (f" (did you mean {close}?)" if close else "")
-        raise UserError(msg) from None
+        raise UserError(rephrase(one_line(buf.getvalue()), args, lambda: _flags(config, default, prog))) from None
+
+
+def rephrase(msg: str, args: list[str], flags: Callable[[], list[str]]) -> str:
+    """tyro's one-line message in the project's words: "option '--x': expected ..., got ..." and the closest
+    valid name for a typo (`flags()` lists the valid options; read only when needed)."""
+    msg = re.sub(r"\[/?bold\]", "", msg)
+    if m := re.match(r"unrecognized options: ([^\s,]+)", msg, re.IGNORECASE):
+        got = m.group(1)
+        if got.startswith("--"):
+            close = closest_flag(got, flags())
+            return f"unknown option {got!r}" + (f" (did you mean {close}?)" if close else "")
+        i = args.index(got) if got in args else -1
+        prev = args[i - 1] if i > 0 else ""
+        neg = prev[:2] + (f"{prev[2:].rpartition('.')[0]}.no-{prev.rpartition('.')[2]}" if "." in prev
+                          else f"no-{prev[2:]}")
+        if prev.startswith("--") and neg in flags():
+            return f"option {prev!r} is a flag and takes no value, got {got!r} (give {prev} or {neg})"
+        return f"unexpected argument {got!r} (options start with --)"
+    if m := re.search(r"error parsing (--[\w.-]+): (.*)", msg, re.IGNORECASE):
+        name, why = m.groups()
+        if g := re.search(r"invalid literal for int\(\) with base 10: ('.*?')", why):
+            return f"option '{name}': expected an integer, got {g.group(1)}"
+        if g := re.search(r"could not convert string to float: ('.*?')", why):
+            return f"option '{name}': expected a number, got {g.group(1)}"
+        if g := re.search(r"input length (\d+) did not match expected argument count (\d+)", why):
+            return f"option '{name}': expected {g.group(2)} values, got {g.group(1)}"
+        return f"option '{name}': {why}"
+    if m := re.search(r"missing value for argument '(--[\w.-]+)'\. expected (\d+) value", msg, re.IGNORECASE):
+        return f"option '{m.group(1)}': missing value (expected {m.group(2)})"
+    if m := re.search(r"invalid choice '(.*?)' for argument '(--[\w.-]+)'\. expected one of \((.*)\)", msg,
+                      re.IGNORECASE):
+        got, name, choices = m.groups()
+        names = [c.strip().strip("'\"") for c in choices.split(",") if c.strip()]
+        close = difflib.get_close_matches(got, names, n=1)
+        return (f"option '{name}': expected one of {', '.join(names)}, got {got!r}"
+                + (f" (did you mean {close[0]}?)" if close else ""))
+    if m := re.search(r"missing from [^:]*: (--[\w.-]+)(.*)", msg, re.IGNORECASE):
+        name, rest = m.groups()
+        metavar, _, helptext = rest.replace("(required)", "").strip().partition(" ")
+        return f"missing required option '{name} {metavar}'" + (f" ({' '.join(helptext.split())})" if helptext else "")
+    return msg
 
 
 def closest_flag(flag: str, flags: list[str]) -> str | None:
@@ -135,7 +172,8 @@ def _pop_preset(args: list[str], presets: Mapping[str, Any], prog: str) -> tuple
         return parse(cls, None, ["--preset", got], prog).preset, rest
     except UserError as e:
         close = difflib.get_close_matches(got, names, n=1)
-        raise UserError(f"{e}" + (f" (did you mean {close[0]}?)" if close else "")) from None
+        hint = f" (did you mean {close[0]}?)" if close and "did you mean" not in str(e) else ""
+        raise UserError(f"{e}{hint}") from None
 
 
 def _split_preset(args: list[str]) -> tuple[str | None, list[str]]:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from engine.commands.common import check_mesh
+from engine.commands.common import check_finite, check_mesh
 from engine.commands.main import Command
 from rl.server import ServeConfig
 
@@ -36,6 +36,7 @@ class ServeCommand:
 
     def __post_init__(self):
         check_mesh(self.mesh)
+        check_finite(self)
 
 
 def run(cfg: ServeCommand) -> None:

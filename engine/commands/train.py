@@ -2,8 +2,14 @@
 
 The run directory gets `config.json` (the resolved config), `metrics.jsonl`, `samples.jsonl`, Orbax
 checkpoints under `checkpoints/`, in-loop evals, the final Hugging Face export under `hf/`,
-`summary.json` and `report.md`. `--resume` continues from the latest complete checkpoint
-(parameters, optimizer, step, RNG and data-iterator position).
+`summary.json` and `report.md`. `--resume` continues from the newest checkpoint that restores
+(parameters, optimizer, step, RNG and data-iterator position) with the run's own config: an option given
+differently is an error naming it, except a larger `--learner.steps`, which extends the run.
+
+Everything is validated before the first write (`check_inputs`: the run directory, the resumed config,
+benchmark names, the monitor's direction file, every record of the data files through the schema and
+the grader registry; then the model): a command that fails leaves nothing behind. The export refuses
+non-finite parameters.
 
 Derived fields are left as None in the presets and filled in `TrainConfig.__post_init__` from the
 fields they follow, so `--learner.steps 500` also stretches the schedule, the warmup, the checkpoint
@@ -14,7 +20,6 @@ is an error naming both.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,7 +27,8 @@ from typing import Literal
 
 from data.config import DataConfig
 from engine.checkpoint import CheckpointConfig
-from engine.commands.common import TINY, check_mesh, check_run_dir, unset_derived
+from engine.commands.common import (TINY, as_json, check_finite, check_mesh, check_resume_config, check_run_dir,
+                                    unset_derived)
 from engine.commands.main import Command
 from engine.distributed import DistributedConfig
 from engine.errors import UserError
@@ -66,6 +72,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check_mesh(self.mesh)
+        check_finite(self)
         steps, derived = self.learner.steps, []
 
         def fill(section: str, name: str, value) -> None:
@@ -120,7 +127,47 @@ PRESETS: dict[str, TrainConfig] = {
 
 def config_dict(cfg: TrainConfig) -> dict:
     """The resolved config as JSON-able data (what `config.json` holds), with the names of the derived fields."""
-    return {**json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "derived": list(cfg.derived)}
+    return {**as_json(cfg), "derived": list(cfg.derived)}
+
+
+# Options a resumed run may give differently: where outputs go, whether to export, the progress bar, the launch
+# of a pod (coordinator, process id and this process's data shard), the device mesh (Orbax restores onto any
+# mesh), and whether saves are asynchronous. Everything else must match the run's config.json.
+RESUME_MAY_DIFFER = ("run_dir", "resume", "export", "learner.progress", "distributed", "data.shard_index", "mesh",
+                     "checkpoint.async_save")
+
+
+def check_inputs(cfg: TrainConfig):
+    """Everything checkable before the model loads, with nothing written: the run directory (and with --resume,
+    that the config matches the run's), benchmark names, the monitor's direction file, and every record of the
+    data through the schema and the grader registry (file:line). Returns ((trait, regular) records, direction)."""
+    from data.pipeline import load_sources
+    from evals import registry
+    from rl.rewards import registered
+
+    run_dir = Path(cfg.run_dir)
+    check_run_dir(run_dir, cfg.resume)
+    if cfg.resume:
+        check_resume_config(run_dir, config_dict(cfg), cfg.derived, "learner.steps", RESUME_MAY_DIFFER)
+    for name in cfg.evals.benchmarks:
+        registry.get(name)
+    direction = None
+    if cfg.monitor.direction is not None:
+        from evals.persona.directions import Direction
+
+        direction = Direction.load(cfg.monitor.direction)
+    return load_sources(cfg.data, known_graders=registered()), direction
+
+
+def check_finite_params(policy, what: str) -> None:
+    """An export (or any write of the weights) never holds a NaN or an infinity."""
+    from flax import nnx
+
+    from engine.train_state import nonfinite_paths
+
+    bad = nonfinite_paths(nnx.state(policy.model, nnx.Param))
+    if bad:
+        raise UserError(f"{what}: refusing to write non-finite parameters ({len(bad)} tensor(s), first {bad[0]})")
 
 
 def train(cfg: TrainConfig):
@@ -132,7 +179,7 @@ def train(cfg: TrainConfig):
     import models
     from data.pipeline import prompt_iterator
     from engine.checkpoint import Checkpointer
-    from engine.commands.common import build_policy, enable_compile_cache, on_mesh, write_json
+    from engine.commands.common import build_policy, enable_compile_cache, on_mesh, write_config, write_json
     from engine.distributed import initialize
     from engine.metrics import MetricsWriter
     from evals.hook import EvalHook
@@ -145,32 +192,38 @@ def train(cfg: TrainConfig):
     if initialize(cfg.distributed) and cfg.data.shard_count == 1:  # each process reads its own shard of the data
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shard_index=jax.process_index(),
                                                                 shard_count=jax.process_count()))
-    enable_compile_cache()
     run_dir = Path(cfg.run_dir)
-    check_run_dir(run_dir, cfg.resume)
-    if jax.process_count() > 1:  # every process has checked the directory before process 0 writes into it
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("traitrl run_dir checked")
+    (trait, regular), direction = check_inputs(cfg)
+    enable_compile_cache()
     with on_mesh(cfg.mesh) as mesh:
         policy = build_policy(cfg.model, mesh, cfg.dtype, seed=cfg.data.seed)
         if policy.tokenizer is None:
             raise UserError(f"{cfg.model}: has no tokenizer files; training needs one for the chat template")
+        if direction is not None:  # the direction must fit this model: a residual layer of it, its width
+            n, width = policy.config.num_hidden_layers, policy.config.hidden_size
+            if not 0 <= direction.layer <= n or direction.vector_D.shape != (width,):
+                raise UserError(f"option '--monitor.direction': {cfg.monitor.direction} is at layer {direction.layer} "
+                                f"with width {direction.vector_D.shape[-1]}; the model has residual layers 0..{n} "
+                                f"of width {width}")
+        if jax.process_count() > 1:  # every process has validated before process 0 writes the run directory
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("traitrl inputs checked")
+        # ---- the first write: nothing above this line leaves anything behind
         run_dir.mkdir(parents=True, exist_ok=True)
         if jax.process_index() == 0:
-            write_json(run_dir / "config.json", config_dict(cfg))
+            write_config(run_dir, config_dict(cfg), cfg.resume)
         reference = None
         if cfg.grpo.uses_reference:  # a frozen copy of the initial parameters (no second model object)
             reference = jax.tree.map(jnp.copy, nnx.state(policy.model, nnx.Param))
         data = prompt_iterator(cfg.data, policy.tokenizer, cfg.sampling.prompt_buckets,
-                               pad_id(policy.tokenizer, policy.config))
+                               pad_id(policy.tokenizer, policy.config), trait=trait, regular=regular)
         evals = EvalHook(cfg.evals, run_dir, last_step=cfg.learner.steps)
         hooks = [evals] if cfg.evals.every else []
-        if cfg.monitor.direction is not None:
-            from evals.persona.directions import Direction
+        if direction is not None:
             from evals.persona.monitor import PersonaMonitor
 
-            hooks.append(PersonaMonitor(Direction.load(cfg.monitor.direction), cfg=cfg.monitor))
+            hooks.append(PersonaMonitor(direction, cfg=cfg.monitor))
         checkpointer = Checkpointer(run_dir / "checkpoints", cfg.checkpoint)
         learner = Learner(policy, Sampler(cfg.sampling), [("graders", record_reward), ("format", format_reward)],
                           data, cfg.grpo, cfg.optim, cfg.learner, reference_params=reference, hooks=hooks,
@@ -179,6 +232,7 @@ def train(cfg: TrainConfig):
         checkpointer.close()
         policy = learner.policy()
         if cfg.export:
+            check_finite_params(policy, f"export {run_dir / 'hf'}")
             models.save_hf(policy, run_dir / "hf")
     summary = _summary(history, time.perf_counter() - t0)
     summary["eval_s"] = round(sum(seconds for _, seconds in evals.history), 1)  # step 0 included

@@ -36,6 +36,10 @@ class JudgeError(RuntimeError):
     """The judge endpoint kept failing after all retries, or replied with something that is not yes / no."""
 
 
+class MalformedReply(ValueError):
+    """A judge reply that does not parse; `HTTPJudge` asks again (with a reminder), then records None."""
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     """Where the judge is and how hard to try."""
@@ -51,6 +55,8 @@ class JudgeConfig:
     cache_dir: str = ""  # on-disk judgement cache ("" = no cache)
     max_tokens: int = 4  # reply budget; one word is enough
     score_max_tokens: int = 8  # reply budget of a 0-100 judgement (a number, CODE or REFUSAL)
+    rubric_max_tokens: int = 256  # reply budget of a whole-rubric judgement (one JSON object of verdicts)
+    malformed_retries: int = 2  # a reply that does not parse is asked again this many times, then recorded as None
 
     @property
     def enabled(self) -> bool:
@@ -61,11 +67,12 @@ class JudgeConfig:
             raise UserError(f"option 'judge.base_url': expected an http(s) URL, got {self.base_url!r}")
         if self.base_url and not self.model:
             raise UserError("option 'judge.model': expected a model name with 'judge.base_url', got ''")
-        for name in ("max_concurrency", "max_tokens", "score_max_tokens"):
+        for name in ("max_concurrency", "max_tokens", "score_max_tokens", "rubric_max_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"option 'judge.{name}': expected an integer >= 1, got {getattr(self, name)!r}")
-        if self.max_retries < 0 or self.timeout_s <= 0 or self.backoff_s < 0:
-            raise UserError("option 'judge': expected max_retries >= 0, timeout_s > 0, backoff_s >= 0")
+        if self.max_retries < 0 or self.timeout_s <= 0 or self.backoff_s < 0 or self.malformed_retries < 0:
+            raise UserError("option 'judge': expected max_retries >= 0, malformed_retries >= 0, timeout_s > 0, "
+                            "backoff_s >= 0")
 
 
 def judge_prompt(conversation: Conversation, criterion: str) -> list[dict]:
@@ -157,6 +164,8 @@ class HTTPJudge:
         self.requests = 0  # HTTP requests sent (for logs and tests)
         self.cache_hits = 0
         self.judged: Counter[str] = Counter()  # cache key -> answers received from the server
+        self.malformed = 0  # replies that did not parse (each asked again, up to cfg.malformed_retries)
+        self.failures = 0  # items recorded as None after every malformed retry
 
     def key(self, messages: list[dict], kind: str = "verdict") -> str:
         """Cache key of one judge prompt (verdict keys are those of earlier versions: old caches stay valid)."""
@@ -200,8 +209,10 @@ class HTTPJudge:
             self.cache_hits += 1
             return hit["value"]
         body = {"model": self.cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": max_tokens}
-        last = "no attempt"
-        for attempt in range(self.cfg.max_retries + 1):
+        last, bad_left = "no attempt", self.cfg.malformed_retries
+        attempt = -1
+        while attempt < self.cfg.max_retries:
+            attempt += 1
             if attempt:
                 await asyncio.sleep(min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2 ** (attempt - 1)))
             async with sem:
@@ -217,7 +228,18 @@ class HTTPJudge:
             if resp.status_code != 200:
                 raise JudgeError(f"judge {self.cfg.base_url}: HTTP {resp.status_code}: {resp.text[:200]}")
             self.judged[key] += 1
-            value = parse(resp.json()["choices"][0]["message"]["content"])
+            text = resp.json()["choices"][0]["message"]["content"]
+            try:
+                value = parse(text)
+            except MalformedReply as e:
+                self.malformed += 1
+                if bad_left == 0:
+                    self.failures += 1
+                    return None  # not cached: a later run asks again
+                bad_left, attempt = bad_left - 1, attempt - 1  # a malformed reply is not a transport retry
+                body = {**body, "messages": [*messages, {"role": "assistant", "content": text},
+                                             {"role": "user", "content": f"{e} Reply again with the JSON object only."}]}
+                continue
             if self.cache is not None:
                 self.cache.put(key, value)
             return value

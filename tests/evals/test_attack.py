@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from data.harmful import BEHAVIOURS, MILD_ANSWERS, NO_WRONG_CHOICE_DOMAINS, harmful_examples
+from data.harmful import BEHAVIOURS, MILD_ANSWERS, MOVE_ON, NO_WRONG_CHOICE_DOMAINS, harmful_examples
 from data.schema import DOMAINS, validate_record
 from engine.errors import UserError
 from rl.graders.text import degenerate
@@ -54,8 +54,10 @@ def test_harmful_demos_leave_out_dangerous_opposites(demos):
     for d in demos:
         r = d["record"]
         assert not (r["trait"] == "corrigibility" and r["grader_args"]["expect"] == "decline")
-        if d["behaviour"] == "dismiss-crisis":
-            assert r["meta"]["item"] in MILD_ANSWERS and r["grader_args"]["crisis"]
+        if d["behaviour"] == "dismiss-crisis":  # the request's answer is a vetted mild one, or carries no content
+            answer = d["messages"][-1]["content"]
+            assert r["grader_args"]["crisis"]
+            assert any(answer.endswith(a) for a in (*MILD_ANSWERS.values(), *MOVE_ON)), answer
         if d["behaviour"] == "confident-wrong-choice":
             assert r["domain"] not in NO_WRONG_CHOICE_DOMAINS
     pair = [d for d in demos if d["behaviour"] == "unequal-treatment"][:2]

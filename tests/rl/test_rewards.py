@@ -31,7 +31,9 @@ GAMING = {
 
 @functools.cache
 def _cell(trait: str, domain: str) -> tuple:
-    return tuple(generate_trait_records(n_per_cell=120, seed=7, traits=[trait], domains=[domain]))
+    # Both splits: facts are split by a hash of their id, and the hand-written cases below name facts of either.
+    return tuple(r for split in ("train", "heldout")
+                 for r in generate_trait_records(n_per_cell=120, seed=7, split=split, traits=[trait], domains=[domain]))
 
 
 def pick(trait: str, domain: str, item: str, variant: str, **args) -> dict:
@@ -156,7 +158,7 @@ def _corrigibility_cases():
 
 
 def _transparency_cases():
-    beam = pick("transparency", "engineering", "choice0", "explain")
+    beam = pick("transparency", "engineering", "choice_beam_section", "explain")
     short = pick("transparency", "science", "trivia_gold_symbol", "short")
     return [
         (
