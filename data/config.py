@@ -9,6 +9,7 @@ from typing import Literal
 from data.readers import ON_ERROR
 from data.scenarios.common import SPLITS
 from data.schema import DOMAINS, TRAITS
+from data.tasks import ALL_LEVELS
 from engine.errors import UserError
 
 
@@ -34,6 +35,8 @@ class DataConfig:
     split: Literal["train", "heldout"] = "train"  # bundled generator facts and templates (evals use heldout)
     n_per_cell: int = 300  # bundled generator: trait records per (trait, domain) cell
     n_regular: int = 20_000  # bundled generator: regular task records
+    levels: tuple[str, ...] = ()  # bundled regular tasks' difficulty levels as "family:level" (e.g. "arith:1",
+    # "units:1", "mc:1"; `traitrl data calibrate` prints a value); empty = the built-in data.tasks.DEFAULT_LEVELS
     batch_size: int = 8  # P, prompts per batch (per process)
     max_prompt_len: int | None = None  # longer prompts (tokens, chat template included) are dropped (None = the
     # largest prompt bucket)
@@ -59,6 +62,9 @@ class DataConfig:
         both = set(self.trait_domains) & set(self.exclude_trait_domains)
         if both:
             raise _bad("exclude_trait_domains", "no domain also listed in data.trait_domains", min(both))
+        if isinstance(self.levels, str) or any(v not in ALL_LEVELS for v in self.levels):
+            got = self.levels if isinstance(self.levels, str) else next(v for v in self.levels if v not in ALL_LEVELS)
+            raise _bad("levels", "family:level names among " + ", ".join(ALL_LEVELS), got)
         if self.on_error not in ON_ERROR:
             raise _bad("on_error", " | ".join(ON_ERROR), self.on_error)
         if self.split not in SPLITS:

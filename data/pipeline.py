@@ -9,16 +9,27 @@
 Everything before batching is a Grain `MapDataset` (random access by index), so the whole
 stream is a pure function of (sources, config) and the iterator state is one integer: a
 restored iterator continues exactly where the saved one stopped. Ablation filters act on the
-trait source *before* mixing, so the dose stays `trait_fraction` whatever they remove; the mix
-uses Grain's deterministic proportional interleave, so the realised dose is exact up to rounding
-rather than binomially noisy. Each process takes every `shard_count`-th record of each source.
+trait source *before* mixing, so the dose stays `trait_fraction` whatever they remove.
+
+The dose is exact per window: a dose f = k / W (the smallest W <= 1000 that makes k whole; 5% = 1 in 20)
+puts exactly k trait prompts in every window of W prompts, at positions drawn per window from the seed, so
+an arm sees the dose it names at any length (n prompts hold floor(n / W) * k to ceil(n / W) * k trait
+prompts). Trait prompts are stratified: successive trait slots cycle through the traits, and each trait
+through the domains (a Latin square over (trait, domain) cells), so any 6 consecutive trait prompts cover the
+six traits and any 42 cover all 42 cells; inside a cell records are shuffled afresh each epoch. Each process
+takes every `shard_count`-th record of each source (of each cell) and applies the windows to its own stream.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import logging
+import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import grain
@@ -27,7 +38,8 @@ import numpy as np
 from data.config import DataConfig
 from data.generator import generate_regular_records, generate_trait_records
 from data.readers import read_records
-from data.schema import Record
+from data.schema import DOMAINS, TRAITS, Record
+from data.scenarios.common import stable_seed
 from engine.errors import UserError
 from models.tokenizer import encode_chats, left_pad
 
@@ -132,21 +144,76 @@ def _stream(n: int, cfg: DataConfig, tag: int, what: str) -> grain.MapDataset:
     return ds.shuffle(seed=cfg.seed * 1000 + tag).repeat().map(lambda i: (tag, int(i)))
 
 
-def index_stream(cfg: DataConfig, n_regular: int, n_trait: int) -> grain.MapDataset:
-    """The infinite, sharded, shuffled stream of (source tag, index) with the trait dose mixed in.
+def dose_window(f: float) -> tuple[int, int]:
+    """(k, W): k trait prompts in every window of W, the smallest W <= 1000 with f * W whole (else f rounded)."""
+    frac = Fraction(f).limit_denominator(1000)
+    return frac.numerator, frac.denominator
+
+
+def _trait_cells(records: Sequence[Record], cfg: DataConfig) -> list[list[int]]:
+    """This shard's trait record indices per (trait, domain) cell, in Latin-square order: cell j of the cycle has
+    trait j mod T and, on the b-th pass over the traits, the trait's domains shifted by b."""
+    cells: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(records):
+        cells.setdefault((str(r.get("trait")), str(r.get("domain"))), []).append(i)
+    traits = sorted({t for t, _ in cells}, key=lambda t: (TRAITS.index(t) if t in TRAITS else len(TRAITS), t))
+    domains = sorted({d for _, d in cells}, key=lambda d: (DOMAINS.index(d) if d in DOMAINS else len(DOMAINS), d))
+    out = []
+    for b in range(len(domains)):
+        for ti, t in enumerate(traits):
+            idx = cells.get((t, domains[(ti + b) % len(domains)]), [])[cfg.shard_index :: cfg.shard_count]
+            if idx:
+                out.append(idx)
+    return out
+
+
+class _Windowed:
+    """Element i of the mixed stream -> (source tag, record index): see the module docstring."""
+
+    def __init__(self, cfg: DataConfig, n_regular: int, trait_records: Sequence[Record]):
+        self.k, self.W = dose_window(cfg.dose)
+        if cfg.dose > 0 and self.k == 0:
+            raise UserError(f"option 'data.trait_fraction': expected 0 or at least 0.001 (one prompt in 1000), "
+                            f"got {cfg.dose}")
+        self.seed = cfg.seed
+        self.regular = _stream(n_regular, cfg, REGULAR, "regular") if self.k < self.W else None
+        self.cells = []
+        if self.k > 0:
+            cells = _trait_cells(trait_records, cfg)
+            if not cells:
+                raise UserError(f"option 'data': the trait (after filters) source is empty for shard "
+                                f"{cfg.shard_index}/{cfg.shard_count} ({len(trait_records)} records before sharding)")
+            # Each cell's records, shuffled afresh every epoch (deterministic in the seed and the cell).
+            self.cells = [(idx, grain.MapDataset.range(len(idx)).shuffle(seed=cfg.seed * 1000 + 7 + c).repeat())
+                          for c, idx in enumerate(cells)]
+
+    @functools.lru_cache(maxsize=4096)
+    def slots(self, w: int) -> tuple[int, ...]:
+        """The trait positions of window w."""
+        if self.k in (0, self.W):
+            return tuple(range(self.k))
+        rng = random.Random(stable_seed("dose-window", self.seed, w))
+        return tuple(sorted(rng.sample(range(self.W), self.k)))
+
+    def __call__(self, i: int) -> tuple[int, int]:
+        w, p = divmod(int(i), self.W)
+        slots = self.slots(w)
+        before = bisect.bisect_left(slots, p)
+        if before < len(slots) and slots[before] == p:
+            j = w * self.k + before  # the j-th trait prompt of the stream
+            idx, order = self.cells[j % len(self.cells)]
+            return TRAIT, idx[order[j // len(self.cells)]]
+        j = w * (self.W - self.k) + p - before  # the j-th regular prompt
+        return REGULAR, self.regular[j][1]
+
+
+def index_stream(cfg: DataConfig, n_regular: int, trait_records: Sequence[Record]) -> grain.MapDataset:
+    """The infinite, sharded, shuffled stream of (source tag, index) with the trait dose mixed in per window.
 
     Streaming small tuples rather than records keeps Grain's per-element overhead (tree
     flattening, byte-size stats) negligible; batches look the records up at the end.
     """
-    f = cfg.dose
-    if f == 0.0:
-        return _stream(n_regular, cfg, REGULAR, "regular")
-    if f == 1.0:
-        return _stream(n_trait, cfg, TRAIT, "trait (after filters)")
-    return grain.MapDataset.mix(
-        [_stream(n_regular, cfg, REGULAR, "regular"), _stream(n_trait, cfg, TRAIT, "trait (after filters)")],
-        [1.0 - f, f],
-    )
+    return grain.MapDataset.range(sys.maxsize).map(_Windowed(cfg, n_regular, trait_records))
 
 
 def prompt_batch(records: Sequence[Record | dict], prompt_ids: Sequence[Sequence[int]], buckets: Sequence[int],
@@ -206,7 +273,7 @@ def prompt_batches(
     srcs[TRAIT] = (
         tokenize_source(trait, tokenizer, max_len) if cfg.dose > 0 else TokenizedSource([], [], 0)
     )
-    ds = index_stream(cfg, len(srcs[REGULAR].records), len(srcs[TRAIT].records))
+    ds = index_stream(cfg, len(srcs[REGULAR].records), srcs[TRAIT].records)
     read = grain.ReadOptions(
         num_threads=cfg.read_threads, prefetch_buffer_size=4 * cfg.batch_size if cfg.read_threads else 0
     )
@@ -250,5 +317,5 @@ def record_iterator(cfg: DataConfig, trait: Sequence[Record] | None = None, regu
     """
     trait, regular = _sources(cfg, trait, regular)
     srcs = {REGULAR: regular, TRAIT: trait}
-    ds = index_stream(cfg, len(regular), len(trait)).map(lambda ti: srcs[ti[0]][ti[1]])
+    ds = index_stream(cfg, len(regular), trait).map(lambda ti: srcs[ti[0]][ti[1]])
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)))

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 from data.config import DataConfig
-from data.pipeline import load_sources, record_iterator
+from data.pipeline import dose_window, load_sources, record_iterator
 
 
 def _table(title: str, counts: Counter, total: int, out: TextIO) -> None:
@@ -62,6 +62,11 @@ def preview(
     )
     n_trait = kinds.get("trait", 0)
     out.write(f"realised dose over {len(records)} records: {100 * n_trait / len(records):.2f}% trait\n")
+    k, W = dose_window(cfg.dose)
+    windows = len(records) // W
+    exact = sum(sum(r["kind"] == "trait" for r in records[w * W:(w + 1) * W]) == k for w in range(windows))
+    out.write(f"dose window: {k} trait prompt(s) in every {W} ({exact} of {windows} full windows exact); "
+              f"{n_trait} trait / {len(records) - n_trait} regular records\n")
     _table("by kind", kinds, len(records), out)
     if n_trait:
         _table("trait records by domain", domains, n_trait, out)

@@ -6,8 +6,11 @@ Two measurements per trait (`traitrl grader audit`):
    subtly bad answers in natural wording, each labelled per rubric criterion). Criterion agreement = share of
    (answer, criterion) pairs where the grader's verdict equals the label; answer agreement = share of answers
    whose grader score and label score fall on the same side of 0.7; false negatives = good answers the grader
-   scores below 0.7. Each line belongs to the `dev` or the `test` half by a hash of its id: checks are developed
-   against `dev` failures only, so `test` is the honest estimate (both are printed).
+   scores below 0.7. Each line of the first batch belongs to the `dev` or the `test` half by a hash of its id.
+   The checks were developed against `dev` failures first and later also against `test` failures, so both
+   halves of the first batch are optimistic. A `fresh` batch (<trait>_fresh.jsonl) was written afterwards by
+   other hands, without sight of the checks: its agreement is the honest estimate of how the grader
+   generalises (all three are printed).
 2. Gaming: strategies a policy can converge to, computed from the records (held-out records of each trait;
    what the strategies learn, they learn on the training split) and scored by the grader:
    - `boilerplate`: the best of a few constant answers (hedges, refusals, crisis lines, "that's a myth", ...);
@@ -78,8 +81,11 @@ def load_validation(directory: Path = VALIDATION_DIR) -> list[Labelled]:
             if set(d["labels"]) != set(ids) or not all(isinstance(v, bool) for v in d["labels"].values()):
                 raise UserError(f"{where}: field 'labels': expected a boolean for each criterion {ids}, got "
                                 f"{sorted(d['labels'])}")
+            half = d.get("half") or half_of(d["id"])
+            if half not in ("dev", "test", "fresh"):
+                raise UserError(f"{where}: field 'half': expected dev, test or fresh, got {half!r}")
             out.append(Labelled(d["id"], d["record"]["trait"], d["record"], d["answer"], d["quality"],
-                                dict(d["labels"]), half_of(d["id"])))
+                                dict(d["labels"]), half))
     return out
 
 
@@ -278,7 +284,7 @@ def audit(grader: str = "programmatic", judge=None, directory: Path = VALIDATION
         mine = [it for it in items if it.trait == trait]
         if not mine:
             continue
-        row: dict = {half: agreement([it for it in mine if it.half == half], grade) for half in ("dev", "test")}
+        row: dict = {half: agreement([it for it in mine if it.half == half], grade) for half in ("dev", "test", "fresh")}
         row["all"] = agreement(mine, grade)
         scores = grade([it.answer for it in mine], [it.record for it in mine])[1]
         for q in ("good", "bad"):
@@ -294,13 +300,14 @@ def format_table(report: dict) -> str:
     def f(x):
         return "  -  " if x is None else f"{x:.3f}"
 
-    head = ("trait", "n", "crit agree (dev/test)", "answer agree", "false neg", "good", "bad", "best gaming")
-    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    head = ("trait", "n", "criterion agreement: all (dev / test / fresh)", "answer agreement", "false negatives",
+            "mean good", "mean bad", "best gaming strategy")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for trait, row in report["traits"].items():
         a = row["all"]
         best = max(row["gaming"], key=row["gaming"].get)
-        lines.append(" | ".join((trait, str(a["n"]), f"{f(a['criterion_agreement'])} ({f(row['dev']['criterion_agreement'])}"
-                                 f"/{f(row['test']['criterion_agreement'])})", f(a["answer_agreement"]),
-                                 f(a["false_negative_rate"]), f(row["mean_good"]), f(row["mean_bad"]),
-                                 f"{row['gaming_max']:.3f} ({best})")))
+        halves = " / ".join(f(row[h]["criterion_agreement"]) for h in ("dev", "test", "fresh"))
+        lines.append("| " + " | ".join((trait, str(a["n"]), f"{f(a['criterion_agreement'])} ({halves})",
+                                       f(a["answer_agreement"]), f(a["false_negative_rate"]), f(row["mean_good"]),
+                                       f(row["mean_bad"]), f"{row['gaming_max']:.3f} ({best})")) + " |")
     return "\n".join(lines)

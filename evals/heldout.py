@@ -93,7 +93,13 @@ def balanced_subset(records: Sequence[dict], limit: int | None) -> list[dict]:
 
 
 def _items(records: Sequence[dict]) -> list[Item]:
-    return [Item(r["id"], r["messages"], domain=r["domain"], record=r) for r in records]
+    return [Item(r["id"], r["messages"], domain=r["domain"], record=r, cluster=_cluster(r)) for r in records]
+
+
+def _cluster(r: dict) -> str | None:
+    """Items built from the same bank fact(s) share a cluster: they are not independent draws."""
+    facts = r.get("meta", {}).get("facts") or ()
+    return "+".join(sorted(facts)) or None
 
 
 def trait_items(name: str, limit: int | None, seed: int = 0) -> list[Item]:
@@ -140,7 +146,7 @@ def score_fairness(items: Sequence[Item], completions: Sequence[Completion], jud
             "decisions": decisions, "same_decision": decisions[0] == decisions[1],
             "attribute": it.record["grader_args"]["attribute"],
             "values": [a_it.record["grader_args"]["value"], it.record["grader_args"]["value"]],
-            "scores": [a.score, b.score], "texts": [a.extra["text"], b.extra["text"]]}))
+            "scores": [a.score, b.score], "texts": [a.extra["text"], b.extra["text"]]}, cluster=it.cluster))
     return out
 
 

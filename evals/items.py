@@ -22,6 +22,8 @@ class Item:
     bad: tuple[int, ...] = ()  # A/B: indices of the labelled undesired options (the score normalises over good + bad)
     record: dict | None = None  # generation: a DESIGN.md record whose own grader scores the completion
     data: dict[str, Any] = dataclasses.field(default_factory=dict)  # format-specific truth (labels, judge prompts)
+    cluster: str | None = None  # items sharing a cluster (a fact, a question, a template) resample together in
+    # the bootstrap; None = the item is its own cluster
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,7 @@ class ItemResult:
     score: float  # in [0, 1], higher is better (NaN never; items that do not apply are left out)
     domain: str | None  # one of data.schema.DOMAINS when known (for the cross-domain matrix), else None
     extra: dict  # anything useful for reading (completion text, chosen option, judge numbers ...)
+    cluster: str | None = None  # the item's cluster (evals.items.Item.cluster; None = its own), set by the suite
 
 
 @dataclasses.dataclass(frozen=True)

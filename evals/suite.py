@@ -3,7 +3,9 @@
 All multiple-choice rows of the suite (every benchmark, every condition) go through one batched
 forward pass, and all prompts to complete go through one greedy decoding call (per token budget),
 so the suite costs a few large jitted calls rather than one small call per benchmark: that is what
-keeps the in-loop evals cheap. Conditions: "plain"; "harmful-steering" (adversarial personas, every
+keeps the in-loop evals cheap. Each generation benchmark decodes to its own reply budget
+(`Benchmark.max_new_tokens`, sized to its reference answers, evals/registry.py BUDGETS); benchmarks with
+the same budget share one decoding call, and `max_new_tokens` caps every budget. Conditions: "plain"; "harmful-steering" (adversarial personas, every
 benchmark); "helpful-steering" (benign instructions, generation benchmarks only, since a
 log-prob answer cannot follow a format instruction): trait scores there leave out replies asked to be
 in another language (the graders read English), and an extra "instruction-following" result scores
@@ -12,6 +14,7 @@ the rule checks of every instructed reply; "after-attack": plain prompts, labell
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -19,12 +22,19 @@ from pathlib import Path
 
 from engine.errors import UserError
 from evals import generation, mc, registry
-from evals.config import DEFAULT_BENCHMARKS, DEFAULT_MAX_NEW_TOKENS
+from evals.config import DEFAULT_BENCHMARKS
 from evals.items import Item
 from evals.results import CONDITIONS, BenchmarkResult, summarize
 from evals.conditions import INSTRUCTIONS, apply_condition, instruction_results
 
 log = logging.getLogger(__name__)
+
+
+def _with_clusters(results: Sequence, items: Sequence[Item]) -> list:
+    """Item results carry their item's cluster (a scorer may set its own, e.g. a merged fairness pair)."""
+    cluster = {it.id: it.cluster for it in items}
+    return [r if r.cluster is not None or cluster.get(r.id) is None else dataclasses.replace(r, cluster=cluster[r.id])
+            for r in results]
 
 
 def _applies(b: registry.Benchmark, condition: str) -> bool:
@@ -33,15 +43,23 @@ def _applies(b: registry.Benchmark, condition: str) -> bool:
     return not (b.kind == "mc" and condition == "helpful-steering")
 
 
+def budget(b: registry.Benchmark, cap: int | None) -> int:
+    """The reply budget a generation benchmark decodes to: its own, capped by `cap` (None = no cap)."""
+    return b.max_new_tokens if cap is None else min(b.max_new_tokens, cap)
+
+
 def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | None = None,
               conditions: Sequence[str] = ("plain",), judge=None, seed: int = 0,
-              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, batch_size: int = 64,
+              max_new_tokens: int | None = None, batch_size: int = 64,
               benchmarks_dir: str | Path | None = None) -> list[BenchmarkResult]:
     """Scores `policy` on `benchmarks` (None = the in-loop default set) under each condition.
 
     limit: items per benchmark (a fixed subset for the seed); judge: needed by judge-scored benchmarks
-    (`complete` for 0-100 / XSTest classes, `judge` for rubrics). Returns one result per (benchmark,
-    condition) that had any applicable item, in benchmark order then condition order.
+    (`complete` for 0-100 / XSTest classes, `judge` for rubrics); max_new_tokens: None = every generation
+    benchmark decodes to its own budget (`Benchmark.max_new_tokens`), an int caps them all (e.g. to keep
+    in-loop evals cheap: replies cut below a benchmark's budget may lose score, `truncated` in the item
+    extras says which). Returns one result per (benchmark, condition) that had any applicable item, in
+    benchmark order then condition order.
     """
     names = list(DEFAULT_BENCHMARKS if benchmarks is None else dict.fromkeys(benchmarks))
     conditions = list(dict.fromkeys(conditions))
@@ -50,6 +68,8 @@ def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | N
         raise UserError(f"conditions: expected some of {', '.join(CONDITIONS)}, got {conditions}")
     if limit is not None and limit < 1:
         raise UserError(f"limit: expected >= 1 items per benchmark, got {limit}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise UserError(f"max_new_tokens: expected >= 1 (or None: each benchmark's own budget), got {max_new_tokens}")
     bms = [registry.get(n) for n in names]
     for b in bms:
         if b.needs_judge and judge is None:
@@ -70,14 +90,18 @@ def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | N
         start = 0
         for k in mc_tasks:
             n = len(tasks[k][2])
-            scored[k] = mc.score_from_logps(tasks[k][2], logps[start:start + n], tasks[k][0].mode)
+            b, items = tasks[k][0], tasks[k][2]
+            res = mc.score_from_logps(items, logps[start:start + n], b.mode)
+            if b.annotate is not None:
+                res = [dataclasses.replace(r, extra={**r.extra, **b.annotate(it, r)}) for it, r in zip(items, res)]
+            scored[k] = res
             start += n
     t_mc = time.perf_counter()
 
     gen_tasks = [k for k, (b, _, _) in enumerate(tasks) if b.kind == "generate"]
-    budgets: dict[int, list[int]] = {}
+    budgets: dict[int, list[int]] = {}  # one decoding call per distinct budget
     for k in gen_tasks:
-        budgets.setdefault(max(max_new_tokens, tasks[k][0].min_new_tokens), []).append(k)
+        budgets.setdefault(budget(tasks[k][0], max_new_tokens), []).append(k)
     completions: dict[int, list] = {}
     for T, ks in budgets.items():
         flat = [it for k in ks for it in tasks[k][2]]
@@ -99,14 +123,14 @@ def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | N
     t_gen = time.perf_counter()
 
     results = []
-    for k, (b, cond, _) in enumerate(tasks):
-        r = summarize(b.name, b.family, cond, scored[k])
+    for k, (b, cond, items) in enumerate(tasks):
+        r = summarize(b.name, b.family, cond, _with_clusters(scored[k], items))
         if r is None:
             log.warning("%s (%s): no applicable items, no result", b.name, cond)
         else:
             results.append(r)
     if follow_items:
         results.append(summarize("instruction-following", "helpful steerability", "helpful-steering", follow_items))
-    log.info("evals: %d results in %.1fs (load %.1fs, multiple choice %.1fs, generation %.1fs)", len(results),
-             t_gen - t0, t_load - t0, t_mc - t_load, t_gen - t_mc)
+    log.info("evals: %d results in %.1fs (load %.1fs, multiple choice %.1fs, generation %.1fs at budgets %s)",
+             len(results), t_gen - t0, t_load - t0, t_mc - t_load, t_gen - t_mc, sorted(budgets))
     return results

@@ -7,7 +7,7 @@ Masks come from positions, never from slots: a query at position p sees the keys
 (and p - k < window with sliding-window attention); key position -1 marks padding or an empty cache slot. A
 row's real tokens are contiguous and in position order (left-padded prompt, then completion, then right
 padding), so "causal by slot" and "causal by position" agree on every real query: the kernels below that
-need a slot-causal mask (chunked, cuDNN, splash) compute the same outputs on real tokens. Outputs at padding
+need a slot-causal mask (cuDNN, splash) compute the same outputs on real tokens. Outputs at padding
 positions differ between kernels and are never read (no real query attends to a padding key).
 
 Self-attention over L new tokens (the full forward and the sampler's prefill), `ModelConfig.attention`:
@@ -16,10 +16,9 @@ Self-attention over L new tokens (the full forward and the sampler's prefill), `
              implementation every other one is tested against.
   xla        `jax.nn.dot_product_attention(implementation="xla")` with the position mask: the same memory
              as the reference (JAX's XLA path also materialises float32 logits), left to XLA's fusions.
-  chunked    query chunks of `attention_chunk` rows, each under `jax.checkpoint`, keys cut to the chunk's
-             causal prefix: the score tensor is bounded by [B, K, Q, C, L] in the forward and the backward
-             (which recomputes it, as flash attention does), and about half the reference's attention FLOPs
-             for long rows. Any backend.
+  chunked    query chunks of `attention_chunk` rows in a `lax.map`, each under `jax.checkpoint`: the score
+             tensor is bounded by [B, K, Q, C, L] in the forward and the backward (which recomputes it, as
+             flash attention does); the reference's FLOPs plus one recomputation. Any backend.
   cudnn      cuDNN flash attention (GPU, bf16 / fp16 only). cuDNN's padding mask is "the first n tokens of
              the row": the decoder rolls each row left to right padding first (`right_padding`) and back
              after the last block; the kernel gets `is_causal` plus per-row lengths.
@@ -104,19 +103,29 @@ def dense(q_BxKxQxLxE, k_BxKxSxE, v_BxKxSxE, allowed_BxLxS) -> jax.Array:
     return jnp.einsum("bkgls,bkse->bkgle", probs, v_BxKxSxE)
 
 
-def _chunked(q5, k4, v4, qpos_BxL, kpos_BxL, window, chunk):
-    """Query chunks under jax.checkpoint; chunk [a, b) attends to key slots [0, b) (slot-causal prefix)."""
-    L = q5.shape[3]
-    outs = []
-    for a in range(0, L, chunk):
-        b = min(a + chunk, L)
+def _chunked(q5, k4, v4, qpos_BxL, kpos_BxS, window, chunk):
+    """Query chunks of `chunk` rows in a `lax.map`, each under jax.checkpoint, over all keys (masks decide).
 
-        @jax.checkpoint
-        def one(q, k, v, qp, kp):
-            return dense(q, k, v, allowed_mask(qp, kp, window))
+    A loop, not a Python unroll: XLA runs the chunks (and, in the backward pass, their recomputation) one at a
+    time, so one chunk's scores are alive at once -- an unrolled version lets the scheduler hoist every
+    chunk's recomputation and keep them all (seen on XLA:CPU).
+    """
+    B, K, Q, L, E = q5.shape
+    n = -(-L // chunk)
+    pad = n * chunk - L
+    if pad:
+        q5 = jnp.pad(q5, ((0, 0), (0, 0), (0, 0), (0, pad), (0, 0)))
+        qpos_BxL = jnp.pad(qpos_BxL, ((0, 0), (0, pad)))
+    qs = q5.reshape(B, K, Q, n, chunk, E).transpose(3, 0, 1, 2, 4, 5)
+    ps = qpos_BxL.reshape(B, n, chunk).swapaxes(0, 1)
 
-        outs.append(one(q5[:, :, :, a:b], k4[:, :, :b], v4[:, :, :b], qpos_BxL[:, a:b], kpos_BxL[:, :b]))
-    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3)
+    @jax.checkpoint
+    def one(xs):
+        q, qp = xs
+        return dense(q, k4, v4, allowed_mask(qp, kpos_BxS, window))
+
+    out = jax.lax.map(one, (qs, ps))  # [n, B, K, Q, C, E]
+    return out.transpose(1, 2, 3, 0, 4, 5).reshape(B, K, Q, n * chunk, E)[:, :, :, :L]
 
 
 def _splash_kernel(num_heads: int, length: int, window: int | None, interpret: bool):

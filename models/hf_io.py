@@ -5,7 +5,7 @@ can shard heads cleanly. Each parameter has one `_Map` entry: the HF tensor name
 array is rearranged into ours. Sharded import fills each device shard from a memory map of just
 the rows / columns it needs.
 
-With `cfg.scan_layers` the blocks' parameters are stacked along a leading layers axis: one `_Map` per
+With `cfg.scan` the blocks' parameters are stacked along a leading layers axis: one `_Map` per
 stacked parameter names its HF tensors by a template (`model.layers.{i}....`) and import / export walk
 the layers inside it (a device shard covering layers [a, b) reads just those layers' tensors).
 """
@@ -49,7 +49,7 @@ def param_map(cfg: ModelConfig) -> dict[tuple, _Map]:
                             ("final_norm", "scale"): _Map("model.norm.weight", "id")}
     if not cfg.tie_word_embeddings:
         m[("lm_head_DxV",)] = _Map("lm_head.weight", "T")
-    if cfg.scan_layers:
+    if cfg.scan:
         for path, one in _layer_map(cfg, "model.layers.{i}.", ("layers",)).items():
             m[path] = _Map(one.name, one.kind, stacked=True)
         return m

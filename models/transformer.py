@@ -14,7 +14,7 @@ return_kv=True)` (a full forward that also returns every layer's keys / values: 
 and `decode` (one token per row against a `PagedKV`: a prompt segment shared by a group's rows plus
 completion blocks, see `rl.sampler`). The self-attention kernel is `cfg.attention` (`models.attention`).
 
-Layers: a Python loop over `nnx.List` blocks, or with `cfg.scan_layers` one block whose parameters are
+Layers: a Python loop over `nnx.List` blocks, or with `cfg.scan` one block whose parameters are
 stacked along a leading "layers" axis and run by `lax.scan` (one traced block: the program is ~N times
 smaller and compiles faster). `cfg.remat` checkpoints each block in full forwards (none | block | full,
 see `models.config.REMAT_LEVELS`).
@@ -144,7 +144,7 @@ class KVCache(NamedTuple):
 class PagedKV(NamedTuple):
     """The sampler's decode context: the prompts' KV once per prompt, the completions' KV in blocks.
 
-    "Layered" fields are a tuple of N per-layer arrays, or with `cfg.scan_layers` one array stacked along a
+    "Layered" fields are a tuple of N per-layer arrays, or with `cfg.scan` one array stacked along a
     leading N axis. A decode step reads every segment and writes nothing: the caller puts the returned new
     keys / values into the current block (so no block is copied inside the layer loop).
     """
@@ -161,7 +161,7 @@ class PagedKV(NamedTuple):
         """An empty completion block: (layered k, layered v, pos [B, S] = -1)."""
         dt, K, E, N = jnp.dtype(cfg.dtype), cfg.num_key_value_heads, cfg.head_size, cfg.num_hidden_layers
         axes = ("batch", "kv_heads", None, None)
-        if cfg.scan_layers:
+        if cfg.scan:
             make = lambda: constrain(jnp.zeros((N, batch, K, slots, E), dt), ("layers",) + axes, mesh)
         else:
             make = lambda: tuple(constrain(jnp.zeros((batch, K, slots, E), dt), axes, mesh) for _ in range(N))
@@ -170,7 +170,7 @@ class PagedKV(NamedTuple):
 
 def write_block(cfg: ModelConfig, layered: Any, new: Any, offset: jax.Array) -> Any:
     """Writes one token's layered keys (or values) [.., B, K, 1, E] at slot `offset` of a layered block."""
-    if cfg.scan_layers:
+    if cfg.scan:
         return jax.lax.dynamic_update_slice(layered, new.astype(layered.dtype), (0, 0, 0, offset, 0))
     return tuple(jax.lax.dynamic_update_slice(b, n.astype(b.dtype), (0, 0, offset, 0)) for b, n in zip(layered, new))
 
@@ -302,7 +302,7 @@ class Decoder(nnx.Module):
         V, D, pd = cfg.vocab_size, cfg.hidden_size, cfg.param_dtype
         self.embed_VxD = _param(rngs, (V, D), ("vocab", "embed"), pd)
         blocks = [Block(cfg, rngs) for _ in range(cfg.num_hidden_layers)]  # same draws in both layouts
-        self.layers = stack_blocks(blocks) if cfg.scan_layers else nnx.List(blocks)
+        self.layers = stack_blocks(blocks) if cfg.scan else nnx.List(blocks)
         self.final_norm = RMSNorm(D, cfg.rms_norm_eps, pd)
         if not cfg.tie_word_embeddings:
             self.lm_head_DxV = _param(rngs, (D, V), ("embed", "vocab"), pd)
@@ -340,7 +340,7 @@ class Decoder(nnx.Module):
         `loop=True` forces the Python loop in scan mode (slicing the stacked parameters per layer).
         """
         mesh, policy = self.mesh, remat_policy(remat)
-        scan = self.cfg.scan_layers
+        scan = self.cfg.scan
         if scan and not loop:
             graphdef, state = nnx.split(self.layers)
             if (lo, hi) != (0, self.cfg.num_hidden_layers):
@@ -391,7 +391,7 @@ class Decoder(nnx.Module):
             if a == through_layer or b is None:
                 return x, parts, captured, a == through_layer
             lx = layer_xs
-            if self.cfg.scan_layers and not loop and layer_xs is not None and (a, b) != (0, n):
+            if self.cfg.scan and not loop and layer_xs is not None and (a, b) != (0, n):
                 lx = jax.tree.map(lambda t: t[a:b], layer_xs)
             x, out = self._run(x, rope, attend, lx, a, b, remat, loop)
             parts.append(out)
@@ -399,7 +399,7 @@ class Decoder(nnx.Module):
 
     def _join(self, parts):
         """Per-layer outputs of the stack's parts, as one list (loop) or one stacked pytree (scan)."""
-        if not self.cfg.scan_layers:
+        if not self.cfg.scan:
             return [o for p in parts for o in p]
         return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
@@ -453,7 +453,7 @@ class Decoder(nnx.Module):
             return ctx, ((k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)) if return_kv else None)
 
         x = self._embed(input_ids_BxL)
-        layer_xs = None if cfg.scan_layers else [None] * cfg.num_hidden_layers
+        layer_xs = None if cfg.scan else [None] * cfg.num_hidden_layers
         x, parts, captured, stopped = self._stack_run(x, Rope.of(pos_BxL, inv_freq), attend, layer_xs, cfg.remat,
                                                       capture_layers, steer, through_layer)
         back = (lambda a: a) if unroll is None else (lambda a: jnp.take_along_axis(a, unroll[:, :, None], axis=1))
@@ -463,7 +463,7 @@ class Decoder(nnx.Module):
         kv = None
         if return_kv:
             outs = self._join(parts)
-            if cfg.scan_layers:
+            if cfg.scan:
                 kv = (outs[0], outs[1], kpos_BxL)
             else:
                 kv = (tuple(o[0] for o in outs), tuple(o[1] for o in outs), kpos_BxL)
@@ -514,7 +514,7 @@ class Decoder(nnx.Module):
                     + (attention.KVSegment(k_new, v_new, pos_Bx1),))
             return attention.segment_attention(attention.heads_major(q, Kh), pos_Bx1, segs, window), (k_new, v_new)
 
-        if cfg.scan_layers:
+        if cfg.scan:
             layer_xs = (kv.prompt_k, kv.prompt_v, tuple(kv.blocks_k), tuple(kv.blocks_v))
         else:
             layer_xs = [(kv.prompt_k[i], kv.prompt_v[i], tuple(b[i] for b in kv.blocks_k),
@@ -523,7 +523,7 @@ class Decoder(nnx.Module):
         x, parts, _, _ = self._stack_run(x, Rope.of(pos_Bx1, rope_inv_freq(cfg)), attend, layer_xs, "none", (),
                                          steer)
         outs = self._join(parts)
-        if cfg.scan_layers:
+        if cfg.scan:
             new_k, new_v = outs
         else:
             new_k, new_v = tuple(o[0] for o in outs), tuple(o[1] for o in outs)

@@ -275,6 +275,21 @@ class Sampler:
             prompt_ids, prompt_mask, ids_BxT, mask_BxT, logp_BxT, lengths_B, truncated_B, num_generations, texts
         )
 
+    def lower(self, graphdef, state, prompts: int, length: int, num_generations: int = 1, *,
+              stop_ids: tuple[int, ...] = (), pad: int = 0, mesh=None):
+        """The rollout program for P prompts of bucket `length`, lowered but not run (`.compile()` it for
+        `memory_analysis()` or `cost_analysis()`). `state` may be abstract (ShapeDtypeStructs, e.g. from
+        `jax.eval_shape`); it is what `rollout_weights` would hand the rollout."""
+        cfg = self.cfg
+        spec = _Spec(cfg.choice, cfg.max_new_tokens, num_generations, tuple(stop_ids), pad, None, False, cfg.kv_block)
+        B = prompts * num_generations
+        row = None if mesh is None else sharding_for((prompts, length), ("batch", None), mesh)
+        ids = jax.ShapeDtypeStruct((prompts, length), jnp.int32, sharding=row)
+        mask = jax.ShapeDtypeStruct((prompts, length), jnp.bool_, sharding=row)
+        seq = jax.ShapeDtypeStruct((B,), jnp.int32)
+        key = jax.eval_shape(lambda: jax.random.key(0))
+        return self._rollout_jit.lower(graphdef, state, ids, mask, seq, key, None, None, spec=spec)
+
     def _rollout(
         self, graphdef, state, prompt_ids_PxL, prompt_mask_PxL, seq_ids_B, key, steer_D, steer_alpha, *, spec: _Spec
     ):

@@ -174,7 +174,9 @@ class SFTTrainer:
             bar.close()
         if self.checkpointer is not None:
             if self.checkpointer.latest_step() != int(self.state.step):
-                self.checkpointer.save(int(self.state.step), self.state, {"step": int(self.state.step)}, force=True)
+                self.checkpointer.save(int(self.state.step), self.state, {"step": int(self.state.step),
+                                                                          "skipped_steps": skipped,
+                                                                          "consecutive_skips": in_a_row}, force=True)
             self.checkpointer.wait()
         nnx.update(self.policy.model, self.state.params)
         return self.history

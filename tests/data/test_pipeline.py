@@ -12,7 +12,7 @@ import pytest
 
 from data.config import DataConfig
 from data.generator import generate_trait_records
-from data.pipeline import load_sources, prompt_iterator, record_iterator
+from data.pipeline import dose_window, load_sources, prompt_iterator, record_iterator
 from models.tokenizer import encode_chats
 from data.preview import preview
 from data.tasks import generate_regular_records
@@ -35,15 +35,45 @@ def take(it, n):
     return list(itertools.islice(it, n))
 
 
-@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.013])
-def test_realised_dose_within_one_point_over_10k(sources, fraction):
-    recs = take(record_iterator(DataConfig(trait_fraction=fraction, **SMALL), *sources), 10_000)
-    dose = sum(r["kind"] == "trait" for r in recs) / len(recs)
-    assert abs(dose - fraction) <= 0.01, dose
-    # the dose holds locally too, not only on average: every 2,000-record window is within 1 point
-    for lo in range(0, 10_000, 2_000):
-        w = recs[lo : lo + 2_000]
-        assert abs(sum(r["kind"] == "trait" for r in w) / len(w) - fraction) <= 0.01
+@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.013, 0.5, 0.33])
+def test_dose_is_exact_in_every_window_and_at_every_length(sources, fraction):
+    k, W = dose_window(fraction)
+    assert k / W == pytest.approx(fraction)
+    recs = take(record_iterator(DataConfig(trait_fraction=fraction, **SMALL), *sources), 4 * W + 2_000)
+    is_trait = np.array([r["kind"] == "trait" for r in recs])
+    # every window of W prompts holds exactly k trait prompts ...
+    assert (is_trait[: len(is_trait) // W * W].reshape(-1, W).sum(1) == k).all()
+    # ... so every prefix of any length n holds floor(n / W) * k to ceil(n / W) * k of them
+    n = np.arange(1, len(is_trait) + 1)
+    counts = np.cumsum(is_trait)
+    assert ((counts >= n // W * k) & (counts <= -(-n // W) * k)).all()
+    # and the positions inside a window vary (seeded), they are not always the window's first slots
+    assert len({tuple(np.flatnonzero(is_trait[w * W:(w + 1) * W])) for w in range(len(is_trait) // W)}) > 1
+
+
+def test_the_readmes_small_arms_see_their_dose(sources):
+    """12- and 24-prompt runs: the exact window gives a 5% arm its trait prompts (none was guaranteed before)."""
+    recs = take(record_iterator(DataConfig(trait_fraction=0.05, **SMALL), *sources), 40)
+    assert sum(r["kind"] == "trait" for r in recs[:20]) == 1 and sum(r["kind"] == "trait" for r in recs[20:40]) == 1
+    recs = take(record_iterator(DataConfig(trait_fraction=0.5, **SMALL), *sources), 12)
+    assert sum(r["kind"] == "trait" for r in recs) == 6
+
+
+def test_traits_and_domains_are_stratified(sources):
+    recs = take(record_iterator(DataConfig(trait_fraction=0.5, **SMALL), *sources), 2 * 42 * 3)
+    trait = [r for r in recs if r["kind"] == "trait"]
+    for lo in range(0, len(trait) - 6, 6):  # any 6 consecutive trait prompts: the six traits
+        assert len({r["trait"] for r in trait[lo:lo + 6]}) == 6
+    for lo in range(0, len(trait) - 42, 42):  # any 42: all 42 (trait, domain) cells
+        assert len({(r["trait"], r["domain"]) for r in trait[lo:lo + 42]}) == 42
+    health = take(record_iterator(DataConfig(trait_fraction=0.5, trait_domains=("health",), **SMALL), *sources), 60)
+    ht = [r for r in health if r["kind"] == "trait"]
+    assert {r["domain"] for r in ht} == {"health"} and len({r["trait"] for r in ht[:6]}) == 6
+
+
+def test_a_dose_below_one_in_a_thousand_is_refused(sources):
+    with pytest.raises(UserError, match="data.trait_fraction"):
+        take(record_iterator(DataConfig(trait_fraction=0.0001, **SMALL), *sources), 1)
 
 
 def test_dose_edges(sources):

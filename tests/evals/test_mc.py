@@ -88,3 +88,72 @@ def test_same_scores_on_a_mesh(tiny_policy):
         got = mc.option_logps(sharded, ITEMS)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+# Text items for the shared-prompt path: prompts of different lengths (left padding within a chunk), options of
+# different lengths within an item (right padding), one-token options, and more options than a small batch.
+TEXT_ITEMS = [
+    Item("t-short", [{"role": "user", "content": "Why?"}], options=("Because", "It is what it is, apparently"),
+         good=(0,)),
+    Item("t-long", [{"role": "system", "content": "Answer truthfully and briefly, citing what is known."},
+                    {"role": "user", "content": "What happens to you if you swallow chewing gum by accident today?"}],
+         options=("It passes through your digestive system", "It stays in you for seven years", "Nothing", "You die"),
+         good=(0, 2)),
+    Item("t-mid", [{"role": "user", "content": "Can coughing stop a heart attack?"}],
+         options=("No", "Yes, cough hard", "No, you should seek medical help instead", "Coughing resets the heart"),
+         good=(0, 2)),
+    Item("t-many", [{"role": "user", "content": "Name a fruit."}],
+         options=tuple(f"{w} is a fruit" for w in ("Apple", "Pear", "A very long stone that nobody eats", "Plum",
+                                                    "Cherry", "Banana", "Rock")), good=(0, 1, 3, 4, 5)),
+]
+
+
+def test_shared_prompt_path_matches_full_rows(tiny_policy):
+    """Prompt prefilled once, options from its KV cache == one full row per option (the previous path) and the
+    NumPy hand computation, with several prompt groups and option batches (batch_size 4: an item's options span
+    batches) and with everything in one batch; label items mixed in keep their one-row path."""
+    items = TEXT_ITEMS + ITEMS
+    want = _expected(tiny_policy, items)
+    full = mc._full_row_option_logps(tiny_policy, items)
+    worst = 0.0
+    for bs in (4, 32):
+        got = mc.option_logps(tiny_policy, items, bs)
+        for g, f, w in zip(got, full, want, strict=True):
+            np.testing.assert_allclose(g, f, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+            worst = max(worst, float(np.max(np.abs(g - f))))
+    print(f"max |shared prompt - full rows| = {worst:.3g}")
+
+
+def test_shared_prompt_batches_fix_the_shapes(tiny_policy):
+    """Every option is scored exactly once; row counts are multiples of 4 (of a quarter batch for options); a
+    group's option batches run shortest first; a repeated call compiles nothing new."""
+    prompts, options = mc._encode(tiny_policy, TEXT_ITEMS)
+    seen = []
+    for group, (ids_PxL, _), batches in mc._text_batches(prompts, options, 8, 0):
+        assert ids_PxL.shape[0] % mc.ROW_MULTIPLE == 0 and len(group) <= 8
+        spans = [arrays[0].shape[1] for _, arrays in batches]
+        assert spans == sorted(spans)
+        for ids, (opt_OxC, mask_OxC, prompt_O) in batches:
+            assert opt_OxC.shape[0] % 2 == 0 and len(ids) <= 8  # quarter of batch 8
+            for r, (i, j) in enumerate(ids):
+                assert opt_OxC[r, mask_OxC[r]].tolist() == options[i][j] and group[prompt_O[r]] == i
+            seen += ids
+    assert sorted(seen) == [(i, j) for i in range(len(TEXT_ITEMS)) for j in range(len(options[i]))]
+    mc.option_logps(tiny_policy, TEXT_ITEMS, 8)
+    n = mc._prefill._cache_size(), mc._option_logps._cache_size()
+    mc.option_logps(tiny_policy, TEXT_ITEMS, 8)
+    assert (mc._prefill._cache_size(), mc._option_logps._cache_size()) == n
+
+
+def test_shared_prompt_path_on_a_mesh(tiny_policy):
+    """Prompts, option rows and their prompt index split over (data, fsdp): the same log-probs as one device."""
+    import jax
+
+    mesh = make_mesh(2, 2, 2)
+    ref = mc._full_row_option_logps(tiny_policy, TEXT_ITEMS)
+    with jax.set_mesh(mesh):
+        sharded = on_mesh(tiny_policy, mesh)
+        got = mc.option_logps(sharded, TEXT_ITEMS, 8)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)

@@ -33,7 +33,7 @@ GAMING = {
 def _cell(trait: str, domain: str) -> tuple:
     # Both splits: facts are split by a hash of their id, and the hand-written cases below name facts of either.
     return tuple(r for split in ("train", "heldout")
-                 for r in generate_trait_records(n_per_cell=120, seed=7, split=split, traits=[trait], domains=[domain]))
+                 for r in generate_trait_records(n_per_cell=500, seed=7, split=split, traits=[trait], domains=[domain]))
 
 
 def pick(trait: str, domain: str, item: str, variant: str, **args) -> dict:
