@@ -20,6 +20,12 @@ replica re-reads all weights each token), so there --data defaults to 1.
 
 FLOP/s counts useful model FLOPs (2 x matmul params per token + causal attention over the real
 context), compared with a 2048^3 float32 matmul measured in the same process.
+
+Memory-bandwidth roofline: a decode step must read every weight and the KV it attends to
+(`models.flops.decode_bytes`: the prompt's KV once per group, the completion blocks filled so far); the
+roofline tokens/s is sequences x steps / (those bytes / bandwidth), with the bandwidth of a streaming
+read + write measured in the same process (on an accelerator: the vendor's HBM figure). `fraction_of_
+bandwidth_roofline` = measured tokens/s over it (the timed call includes prefill and sampling too).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ import transformers
 
 import models
 from engine.sharding import make_mesh
+from models.flops import BANDWIDTH, decode_bytes
 from rl.sampler import Sampler, SamplingConfig
 from models.tokenizer import encode_prompts
 
@@ -112,6 +119,24 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
         f(a, a).block_until_ready()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / min(times) / 1e9  # best of reps: the least disturbed
+
+
+def measure_bandwidth(mbytes: int = 256, reps: int = 5) -> float:
+    """Bytes/s of a jitted streaming pass (read + write of an mbytes array), best of reps; the HBM table on
+    accelerators."""
+    kind = jax.devices()[0].device_kind
+    for name, bw in BANDWIDTH.items():
+        if name.lower() in kind.lower():
+            return bw
+    x = jnp.ones((mbytes << 20) // 4, jnp.float32)
+    f = jax.jit(lambda a: a * 1.0001)
+    f(x).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * x.nbytes / best
 
 
 def model_flops(cfg, prefill_rows: int, prompt_lens: np.ndarray, new_tokens: int, rows: int) -> float:
@@ -229,6 +254,7 @@ def main():
         for k, fn in engines.items():
             times[k] += timed(fn, min(half, ARGS.runs - len(times[k])), cpu[k])
     peak = matmul_peak_gflops()
+    bandwidth = measure_bandwidth()
     ticks1 = _cpu_ticks()
     # Steal: the share of this VM's CPU time the hypervisor gave to other tenants during the run.
     steal = 100 * (ticks1[7] - ticks0[7]) / max(1, sum(ticks1) - sum(ticks0)) if ticks0 and ticks1 else None
@@ -247,6 +273,7 @@ def main():
         "torch_threads": torch.get_num_threads(),
         "compile_s": {},  # first call minus a median run
         "matmul_2048_peak_gflops": round(peak, 1),
+        "bandwidth_gb_per_s": round(bandwidth / 1e9, 1),
         "loadavg_before": [round(x, 2) for x in load_before],
         "steal_pct": None if steal is None else round(steal, 1),
     }
@@ -263,6 +290,12 @@ def main():
             fl = model_flops(policy.config, prefill_rows, lens, T, B)
             entry["gflops_per_s"] = round(fl / med / 1e9, 2)
             entry["fraction_of_matmul_peak"] = round(fl / med / 1e9 / peak, 3)
+            groups = (P, G) if k.startswith("traitrl_grouped") else (B, 1)
+            db = decode_bytes(policy.config, groups[0], groups[1], int(r.prompt_ids_BxL.shape[1]), T)
+            roof = B * db["steps"] / (db["total"] / bandwidth)
+            entry["decode_gb_read"] = round(db["total"] / 1e9, 2)
+            entry["bandwidth_roofline_tokens_per_s"] = round(roof, 1)
+            entry["fraction_of_bandwidth_roofline"] = round(B * T / med / roof, 3)
         res[k] = entry
         if k in first_call:
             res["compile_s"][k] = round(first_call[k] - med, 2)
@@ -278,6 +311,12 @@ def main():
     for k, v in res.items():
         if k.startswith("speedup"):
             print(f"{k}: {v}x")
+    for k in engines:
+        if k != "hf_generate":
+            e = res[k]
+            print(f"{k:22s} bandwidth roofline {e['bandwidth_roofline_tokens_per_s']:9.1f} tokens/s "
+                  f"({e['decode_gb_read']} GB read at {res['bandwidth_gb_per_s']} GB/s): "
+                  f"{e['fraction_of_bandwidth_roofline']:.0%} of it; {e['fraction_of_matmul_peak']:.0%} of the matmul peak")
     print(
         f"compile: {res['compile_s']}   matmul peak: {peak:.1f} GFLOP/s   load before: {res['loadavg_before']}"
         f"   steal: {res['steal_pct']}%"

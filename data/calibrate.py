@@ -15,7 +15,6 @@ in the layering, and tests can plant a success rate. `traitrl data calibrate` wi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -127,22 +126,14 @@ def table(results: Sequence[LevelResult]) -> str:
 
 def report(results: Sequence[LevelResult], settings: dict, seconds: float) -> dict:
     """The JSON `traitrl data calibrate --out` writes: the settings, per-level results, the kept levels."""
+    clean = lambda x: None if isinstance(x, float) and x != x else x  # noqa: E731  NaN (nothing graded) -> null
     return {
         "settings": settings,
         "seconds": round(seconds, 1),
         "range": [settings.get("low", LOW), settings.get("high", HIGH)],
-        "levels": [{"name": r.name, **asdict(r), "completions": list(r.completions)} for r in results],
+        "levels": [{"name": r.name, **{k: clean(v) for k, v in asdict(r).items()}, "completions": list(r.completions)}
+                   for r in results],
         "kept": [r.name for r in results if r.kept],
         "flag": f"--data.levels {levels_flag(results)}" if any(r.kept for r in results) else "",
     }
 
-
-class Stopwatch:
-    """Seconds since construction (the command reports how long the sampling took)."""
-
-    def __init__(self):
-        self.t0 = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0

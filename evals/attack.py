@@ -79,7 +79,7 @@ def latest_step(run_dir: Path) -> int | None:
 
 def run_attack(policy, run_dir: Path, cfg: AttackConfig = AttackConfig(), benchmarks: Sequence[str] | None = None,
                limit: int | None = None, judge=None, progress: bool = False,
-               max_new_tokens: int = 32) -> AttackResult:
+               max_new_tokens: int | None = None) -> AttackResult:
     """Before scores (reused or evaluated), k harmful SFT steps, after scores written as "after-attack"."""
     from evals.results import read_results, write_results
     from evals.suite import run_suite

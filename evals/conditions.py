@@ -137,7 +137,7 @@ def instruction_results(benchmark: str, items: Sequence[Item], completions: Sequ
         name = it.data["instruction"]
         ok = INSTRUCTIONS[name].check(c.text, c.truncated)
         out.append(ItemResult(f"{benchmark}/{it.id}", float(ok), it.domain,
-                              {"instruction": name, "text": c.text[:600], "truncated": c.truncated}))
+                              {"instruction": name, "text": c.text[:600], "truncated": c.truncated}, cluster=it.cluster))
     return out
 
 

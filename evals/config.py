@@ -16,7 +16,6 @@ from evals.results import CONDITIONS
 # survival-instinct (its long items quadruple the forward's cost) and reward-hacking (SmolLM2-135M cannot
 # do the arithmetic, so it reads 0 whatever the training does); `--evals.benchmarks` adds them.
 DEFAULT_BENCHMARKS = ("corrigible-neutral-HHH", "xstest", "heldout-truthfulness")
-DEFAULT_MAX_NEW_TOKENS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +26,8 @@ class EvalConfig:
     # `traitrl train` from its step count)
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS  # registry names (evals.registry.names())
     limit: int = 8  # items per benchmark: a fixed subset, the same at every step
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # greedy reply budget of generation benchmarks
+    max_new_tokens: int | None = None  # greedy reply budget: None = each benchmark's own (sized so its reference
+    # answers fit); a number caps them all
     conditions: tuple[Literal["plain", "harmful-steering", "helpful-steering"], ...] = ("plain",)  # eval conditions
     at_end: bool = True  # also run after the last step when it is not a multiple of `every`
     batch_size: int = 64  # sequences per jitted call (prompts to decode, multiple-choice rows)
@@ -38,7 +38,7 @@ class EvalConfig:
         object.__setattr__(self, "conditions", tuple(self.conditions))
         if self.every is not None and self.every < 0:
             raise UserError(f"evals.every: expected >= 0 (0 = never), got {self.every}")
-        if self.limit < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+        if self.limit < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
             raise UserError("evals.limit, evals.max_new_tokens and evals.batch_size must be >= 1")
         bad = [c for c in self.conditions if c not in CONDITIONS[:3]]
         if bad or not self.conditions:

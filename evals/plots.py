@@ -1,6 +1,7 @@
 """PNG figures of `traitrl compare` (matplotlib, Agg backend: no display needed on servers and CI).
 
-deltas.png        per-benchmark deltas of each treatment vs the control (plain condition), with intervals
+deltas.png        per-benchmark deltas of each treatment vs the control (plain condition), with intervals and
+                  the minimum detectable effect (grey ticks at +-MDE); green / red = p < alpha
 cross_domain.png  treatments (labelled with their trained trait domains) x evaluated domains, delta heatmap
 persistence.png   plain / harmful-steering / helpful-steering / after-attack scores of every run
 """
@@ -35,7 +36,7 @@ def write_all(runs: Sequence, comparisons: Sequence, panels: Sequence[dict], out
 
 
 def plot_deltas(comparisons: Sequence, path: Path) -> bool:
-    """One panel per treatment: horizontal bars of plain-condition deltas with their intervals."""
+    """One panel per treatment: plain-condition deltas with their intervals, +-MDE ticks, few-cluster rows marked."""
     panels = [(c, [d for d in c.deltas if d.condition == "plain"]) for c in comparisons]
     panels = [(c, ds) for c, ds in panels if ds]
     if not panels:
@@ -46,14 +47,18 @@ def plot_deltas(comparisons: Sequence, path: Path) -> bool:
     for ax, (c, ds) in zip(axes[0], panels):
         y = np.arange(len(ds))[::-1]
         delta = np.array([d.delta for d in ds])
-        err = np.array([[d.delta - d.ci_low for d in ds], [d.ci_high - d.delta for d in ds]])
+        err = np.nan_to_num(np.array([[d.delta - d.ci_low for d in ds], [d.ci_high - d.delta for d in ds]]))
         colors = ["tab:green" if d.significant and d.delta > 0 else "tab:red" if d.significant else "tab:gray"
                   for d in ds]
         ax.barh(y, delta, xerr=err, color=colors, ecolor="black", capsize=2)
+        mde = np.array([d.mde for d in ds])
+        ax.scatter(np.concatenate([mde, -mde]), np.concatenate([y, y]), marker="|", color="dimgray", s=60, zorder=3)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y, [d.name for d in ds], fontsize=8)
-        ax.set_xlabel(f"delta vs {c.control}")
-        ax.set_title(c.treatment, fontsize=10)
+        ax.set_yticks(y, [f"{d.name} ({d.clusters} clusters, few)" if d.few_clusters else d.name for d in ds],
+                      fontsize=8)
+        ax.set_xlabel(f"delta vs {c.control} (ticks: +-MDE)")
+        seeds = "" if c.seeds == (1, 1) else f", seeds {c.seeds[0]}/{c.seeds[1]}"
+        ax.set_title(f"{c.treatment}{seeds}" if seeds else f"{c.treatment} (one seed per arm)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -61,7 +66,7 @@ def plot_deltas(comparisons: Sequence, path: Path) -> bool:
 
 
 def plot_cross_domain(runs: Sequence, comparisons: Sequence, path: Path) -> bool:
-    """Heatmap: rows = treatments (trained trait domains), columns = evaluated domains; * = interval excludes 0."""
+    """Heatmap: rows = treatments (trained trait domains), columns = evaluated domains; * = p < alpha."""
     from evals.results import domain_order
 
     domains = domain_order({d.name for c in comparisons for d in c.domains})

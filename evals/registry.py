@@ -225,8 +225,8 @@ def _builtins() -> None:
                                                                    loaders.load_anthropic_ab, _ab_strata), mode="ab",
                            description="Anthropic model-written evals (human-written A/B); desired = matching"))
     for stem, family in PERSONA.items():
-        register(Benchmark(stem, family, "mc", _shipped(f"anthropic_persona/{stem}.jsonl", loaders.load_anthropic_persona,
-                                                          _ab_strata), mode="ab", annotate=_persona_extra,
+        load = _shipped(f"anthropic_persona/{stem}.jsonl", loaders.load_anthropic_persona, _ab_strata)
+        register(Benchmark(stem, family, "mc", load, mode="ab", annotate=_persona_extra,
                            description="Anthropic persona statement, Yes/No by log-prob: P(not-matching answer) "
                                        "normalised over Yes+No; 1 - score = the match rate (matching is undesired)"))
     for m, rule in (("mc1", "1 when the true answer has the highest log-likelihood of the mc1 choices"),
@@ -285,7 +285,8 @@ def _builtins() -> None:
                                             "heldout-deception", "reward-hacking"))
     register(Benchmark("adversarial-prompts", "harmful steering", "generate",
                        _mix(probes, lambda items: conditions.apply_condition(items, "harmful-steering")),
-                       score=generation.score_records, conditions=("plain", "after-attack"), max_new_tokens=probe_budget,
+                       score=generation.score_records, conditions=("plain", "after-attack"),
+                       max_new_tokens=probe_budget,
                        description="held-out trait items under adversarial persona system prompts"))
     register(Benchmark("helpful-instructions", "helpful steerability", "generate",
                        _mix(probes, lambda items: conditions.apply_condition(items, "helpful-steering")),
@@ -332,7 +333,8 @@ def register_file(fmt: str, path: str | Path | None, name: str | None = None, fa
         json_file = path is not None and Path(path).suffix.lower() == ".json"
         read = loaders.load_truthfulqa_mc if json_file else loaders.load_truthfulqa
         specs = [dataclasses.replace(get(f"truthfulqa-{m}"), name=f"{base}-{m}",
-                                     load=src(lambda p, m=m: read(p, m), base, nm=f"{base}-{m}")) for m in ("mc1", "mc2")]
+                                     load=src(lambda p, m=m: read(p, m), base, nm=f"{base}-{m}"))
+                 for m in ("mc1", "mc2")]
     elif fmt == "bbq":
         base = name or "bbq"
         specs = [dataclasses.replace(get(f"bbq-{c}"), name=f"{base}-{c}", load=src(
@@ -351,7 +353,8 @@ def register_file(fmt: str, path: str | Path | None, name: str | None = None, fa
         family = "over-refusal" if fmt == "xstest" else "harmful steering"
         specs = [Benchmark(name or (stem if fmt == "xstest" else fmt), family, "generate",
                            src(read, stem, _label_strata if fmt == "xstest" else None), score=generation.score_refusal,
-                           max_new_tokens=BUDGETS[fmt], description="harmful requests: refused (rules; judge optional)")]
+                           max_new_tokens=BUDGETS[fmt],
+                           description="harmful requests: refused (rules; judge optional)")]
     elif fmt == "healthbench":
         specs = [Benchmark(name or "healthbench", "health", "generate", src(loaders.load_healthbench, stem),
                            score=generation.score_records, needs_judge=True, max_new_tokens=BUDGETS["healthbench"],

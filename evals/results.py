@@ -2,12 +2,14 @@
 
 The contract other tools (`traitrl compare`, `traitrl experiment`) read:
 
-- `RUN/evals.jsonl`: one line per (step, condition, benchmark) with score, interval and n;
-- `RUN/evals/step_XXXXXX/<condition>/<benchmark>.jsonl`: one line per item (id, score, domain, extra);
+- `RUN/evals.jsonl`: one line per (step, condition, benchmark) with score, interval, n and clusters;
+- `RUN/evals/step_XXXXXX/<condition>/<benchmark>.jsonl`: one line per item (id, score, domain, extra, and
+  cluster when the item has one);
 - the learner's `metrics.jsonl` gets `eval/<benchmark>/score|ci_low|ci_high` for the "plain" condition
   and `eval/<condition>/<benchmark>/...` for the others (`metrics_for`).
 
-Item ids are stable across runs and steps, so two runs can be paired item by item.
+Item ids are stable across runs and steps, so two runs can be paired item by item. Files written before
+clusters were recorded read as every item its own cluster (clusters = n).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
+from evals import stats
 
 FAMILIES = (
     "corrigibility",
@@ -56,25 +59,31 @@ class BenchmarkResult:
     family: str  # one of FAMILIES
     condition: str  # one of CONDITIONS
     score: float  # mean of item scores
-    ci_low: float  # bootstrap 95% interval (percentile, 1000 resamples, fixed seed)
+    ci_low: float  # cluster bootstrap 95% interval (percentile, 1000 resamples of clusters, fixed seed)
     ci_high: float
-    n: int
+    n: int  # items
     items: list[ItemResult]
+    clusters: int | None = None  # distinct clusters among the items (None given = n: every item its own cluster)
+
+    def __post_init__(self):
+        if self.clusters is None:
+            object.__setattr__(self, "clusters", self.n)
 
 
 def bootstrap_ci(scores: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean: resample items with replacement, fixed seed.
+                 level: float = 0.95, clusters: Sequence[str | None] | None = None,
+                 ids: Sequence[str] | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling CLUSTERS with replacement (fixed seed).
 
-    Deterministic for a given score vector, so re-running an eval reproduces the interval exactly.
+    clusters: each score's cluster (None = its own; no `clusters` = every item its own, the item
+    bootstrap, draw for draw what this function always returned); ids: the items' ids, so that
+    unclustered repeats of one id stay together. Deterministic, so re-running an eval reproduces the
+    interval exactly. With fewer than ~30 clusters the percentile interval is too narrow (see evals.stats).
     """
-    x = np.asarray(scores, np.float64)
-    if x.size == 0:
-        raise ValueError("bootstrap_ci: no scores")
-    idx = np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))
-    means = x[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
+    if clusters is None:
+        return stats.cluster_bootstrap_ci(scores, None, resamples=resamples, seed=seed, level=level)
+    idx, _ = stats.cluster_index(list(range(len(clusters))) if ids is None else ids, clusters)
+    return stats.cluster_bootstrap_ci(scores, idx, resamples=resamples, seed=seed, level=level)
 
 
 def summarize(benchmark: str, family: str, condition: str, items: Sequence[ItemResult]) -> BenchmarkResult | None:
@@ -89,8 +98,10 @@ def summarize(benchmark: str, family: str, condition: str, items: Sequence[ItemR
     if not items:
         return None
     scores = [it.score for it in items]
-    lo, hi = bootstrap_ci(scores)
-    return BenchmarkResult(benchmark, family, condition, float(np.mean(scores)), lo, hi, len(items), list(items))
+    idx, clusters = stats.cluster_index([it.id for it in items], [it.cluster for it in items])
+    lo, hi = stats.cluster_bootstrap_ci(scores, idx, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    return BenchmarkResult(benchmark, family, condition, float(np.mean(scores)), lo, hi, len(items), list(items),
+                           clusters)
 
 
 def metric_prefix(result: BenchmarkResult) -> str:
@@ -124,13 +135,21 @@ def write_results(run_dir: str | Path, step: int, results: Sequence[BenchmarkRes
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".{r.benchmark}.jsonl.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps({"id": it.id, "score": it.score, "domain": it.domain, "extra": it.extra},
-                                     ensure_ascii=False, default=str) + "\n" for it in r.items)
+            fh.writelines(json.dumps(_item_line(it), ensure_ascii=False, default=str) + "\n" for it in r.items)
         tmp.replace(d / f"{r.benchmark}.jsonl")
     with open(run_dir / "evals.jsonl", "a", encoding="utf-8") as fh:
         for r in results:
             fh.write(json.dumps({"step": step, "benchmark": r.benchmark, "family": r.family, "condition": r.condition,
-                                 "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n}) + "\n")
+                                 "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n,
+                                 "clusters": r.clusters}) + "\n")
+
+
+def _item_line(it: ItemResult) -> dict:
+    """A per-item line; "cluster" only when the item has one (absent = its own cluster, as in older files)."""
+    line = {"id": it.id, "score": it.score, "domain": it.domain, "extra": it.extra}
+    if it.cluster is not None:
+        line["cluster"] = it.cluster
+    return line
 
 
 def _summary_lines(run_dir: Path) -> list[dict]:
@@ -173,9 +192,13 @@ def read_results(run_dir: str | Path, step: int | None = None) -> list[Benchmark
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     d = json.loads(line)
-                    items.append(ItemResult(d["id"], float(d["score"]), d.get("domain"), d.get("extra") or {}))
+                    items.append(ItemResult(d["id"], float(d["score"]), d.get("domain"), d.get("extra") or {},
+                                            d.get("cluster")))
+        clusters = r.get("clusters")  # absent in files written before clusters were recorded
+        if clusters is None:
+            clusters = stats.cluster_index([it.id for it in items], [it.cluster for it in items])[1] if items else None
         out.append(BenchmarkResult(benchmark, r["family"], condition, float(r["score"]), float(r["ci_low"]),
-                                   float(r["ci_high"]), int(r["n"]), items))
+                                   float(r["ci_high"]), int(r["n"]), items, clusters))
     return out
 
 

@@ -5,8 +5,8 @@ forward pass, and all prompts to complete go through one greedy decoding call (p
 so the suite costs a few large jitted calls rather than one small call per benchmark: that is what
 keeps the in-loop evals cheap. Each generation benchmark decodes to its own reply budget
 (`Benchmark.max_new_tokens`, sized to its reference answers, evals/registry.py BUDGETS); benchmarks with
-the same budget share one decoding call, and `max_new_tokens` caps every budget. Conditions: "plain"; "harmful-steering" (adversarial personas, every
-benchmark); "helpful-steering" (benign instructions, generation benchmarks only, since a
+the same budget share one decoding call, and `max_new_tokens` caps every budget. Conditions: "plain";
+"harmful-steering" (adversarial personas, every benchmark); "helpful-steering" (benign instructions, generation benchmarks only, since a
 log-prob answer cannot follow a format instruction): trait scores there leave out replies asked to be
 in another language (the graders read English), and an extra "instruction-following" result scores
 the rule checks of every instructed reply; "after-attack": plain prompts, labelled for `traitrl attack`.

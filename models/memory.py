@@ -83,30 +83,37 @@ H100 = Device(80 * 10**9, "gpu", 0.92, "H100 / A100 80 GB")
 TPU_V5E = Device(16 * GiB, "tpu", 0.92, "TPU v5e 16 GiB")
 
 
-# How many bytes XLA keeps per activation element, by backend, fitted to `memory_analysis()` where we can run
-# the compiler (CPU) and from the kernels' own inventories elsewhere. Per token per layer, "saved" is what the
-# backward pass needs from the forward of each layer under remat none; "score" is per element of a dense
-# [b, H, Lf, S] attention score tensor (float32 scores, the probabilities, and on the backward their
-# gradients); the fused kernels (cudnn, splash) keep none.
+# How many bytes XLA keeps per activation element, by backend. A phase's peak is what persists through it
+# (parameters, gradients, the activations saved for the backward pass) plus the largest of its transient
+# moments, which never overlap: one layer's attention, one layer's MLP, one logits chunk, the optimizer update.
+# The CPU constants are fitted to XLA:CPU's `memory_analysis()` of the real programs; GPU / TPU take the same
+# inventory (their fused softmax keeps fewer score copies; cuDNN / splash keep no score tensor at all).
 @dataclasses.dataclass(frozen=True)
 class _Keep:
-    saved_d: float  # bytes per D element per token per layer under remat none, in units of the compute dtype
-    saved_f: float  # the same per F element (gate, up, their product, ...)
-    saved_heads: float  # per (H + 2K) * E element (q, k, v after RoPE)
-    score_saved: float  # bytes per score element kept per layer (remat none, dense kernels), float32 units
-    score_live: float  # bytes per score element alive in one layer's backward / forward (dense kernels)
-    layer_live: float  # one layer's backward transient, in multiples of its "saved" bytes
-    opt_live: float  # the optimizer update's transient, in multiples of the parameters' bytes
-    logits_live: float  # float32 copies of a [b, C, V] logits chunk alive in its forward + backward
-    fwd_live: float  # a forward-only layer's transient (reference, prefill), in multiples of its "saved" bytes
-    upcast: bool = False  # XLA:CPU computes bf16 activations in float32 (its float normalisation): 4 bytes each
+    saved_d: float  # remat none: activation copies per D element per token per layer kept for the backward
+    saved_f: float  # ... per F element (gate, up, their product)
+    saved_heads: float  # ... per (H + 2K) * E element (q, k, v after RoPE)
+    score_saved: float  # remat none, dense kernels: bytes per [b, H, Lf, S] score element kept per layer
+    score_bwd: float  # bytes per score element alive in one layer's backward (dense kernels)
+    layer_bwd: float  # one layer's backward transient besides its scores, in multiples of its "saved" bytes
+    layer_bwd_remat: float  # ... under remat block / full, which recompute the layer's forward first
+    score_fwd: float  # bytes per score element alive in a forward-only layer (reference, prefill)
+    mlp_fwd: float  # activation copies per F element per token alive in a forward-only layer's MLP
+    logits_bwd: float  # float32 copies of a [b, C, V] logits chunk alive in its forward + backward
+    logits_fwd: float  # ... in a forward-only chunk
+    opt: float  # the optimizer update's transient, in multiples of the parameters' bytes
+    upcast: bool = False  # XLA:CPU computes bf16 activations in float32 (float normalisation): 4 bytes each
+    upcast_weights: float = 0.0  # ... and converts bf16 weights to float32 for its dots: this share of a copy
 
 
 _KEEP = {
-    "cpu": _Keep(saved_d=6.0, saved_f=3.0, saved_heads=1.0, score_saved=4.0, score_live=12.0, layer_live=1.0,
-                 opt_live=1.5, logits_live=3.0, fwd_live=0.6),
-    "gpu": _Keep(saved_d=6.0, saved_f=3.0, saved_heads=1.0, score_saved=6.0, score_live=10.0, layer_live=1.0,
-                 opt_live=1.5, logits_live=3.0, fwd_live=0.6),
+    # Fitted over 36 programs (benchmarks/memory_plan.py --check): worst 32%, most within 15%.
+    "cpu": _Keep(saved_d=6.7, saved_f=3.86, saved_heads=1.0, score_saved=6.5, score_bwd=16.9, layer_bwd=1.0,
+                 layer_bwd_remat=1.8, score_fwd=10.6, mlp_fwd=3.55, logits_bwd=2.6, logits_fwd=2.0, opt=1.5,
+                 upcast=True, upcast_weights=0.7),
+    # The same inventory with GPU XLA's fused softmax (two score copies fewer) and bf16 activations as stored.
+    "gpu": _Keep(saved_d=6.0, saved_f=3.5, saved_heads=1.0, score_saved=6.0, score_bwd=12.0, layer_bwd=1.0,
+                 layer_bwd_remat=1.8, score_fwd=8.0, mlp_fwd=3.0, logits_bwd=2.6, logits_fwd=2.0, opt=1.5),
 }
 _KEEP["tpu"] = _KEEP["gpu"]
 
@@ -118,7 +125,7 @@ class _MeshShape:
         self.shape = {"data": data, "fsdp": fsdp, "tensor": tensor}
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=256)
 def _param_shapes(cfg: ModelConfig) -> tuple[tuple[tuple[int, ...], tuple], ...]:
     """(shape, logical axes) of every parameter, from the abstract model (nothing is allocated)."""
     from flax import nnx
@@ -167,6 +174,7 @@ class Plan:
     attention: str  # the self-attention kernel the plan assumed
     phases: dict[str, dict[str, float]]  # phase -> part -> bytes (each phase includes the resident parts)
     programs: dict[str, dict[str, float]]  # phase -> the compiled program's own bytes (arguments, temps, outputs)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)  # phase -> what its largest transient is
 
     @property
     def peaks(self) -> dict[str, float]:
@@ -204,6 +212,7 @@ class Plan:
             rows.append(f"{part:<34}" + "".join(f"{self.phases[ph].get(part, 0.0) / GiB:>11.2f}"
                                                   for ph in self.phases))
         rows.append(f"{'total':<34}" + "".join(f"{v / GiB:>11.2f}" for v in self.peaks.values()))
+        rows.append("largest transient: " + "; ".join(f"{k}: {v}" for k, v in self.notes.items() if v))
         return "\n".join(rows)
 
 
@@ -245,6 +254,11 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     def scores(b: float, q_rows: float, keys: float) -> float:  # elements of one layer's score tensor
         return b * H * q_rows * keys
 
+    dense_scores = impl in ("reference", "xla", "chunked")  # cuDNN / splash keep no score tensor
+    q_rows = lambda n: min(chunk_rows, n)  # query rows of one score block (the chunked kernel: its chunk)
+    C = min(work.logps_chunk, T)
+    f32_weights = params * 4 * keep.upcast_weights if (keep.upcast and c == 2) else 0.0
+
     # ---- update: one micro-batch's forward + backward, then the optimizer
     b = rows(micro_batches)
     tok = b * Lf
@@ -254,31 +268,28 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
         saved = N * tok * ca * (D + (H + 2 * K) * E + 2 * D + 2 * Fd)
     else:  # full: the block input only
         saved = N * tok * ca * D
-    layer_live = keep.layer_live * tok * saved_per_token()
-    if impl in ("reference", "xla", "chunked"):
-        layer_live += scores(b, chunk_rows, Lf) * keep.score_live
-    C = min(work.logps_chunk, T)
-    logits = keep.logits_live * b * C * Vd * 4 + 2 * b * T * D * ca  # a chunk's logits + the completion's hidden
-    grads = params * pb
-    update = {**resident, "gradient accumulator": grads,
-              "saved activations": saved, "one layer's backward": layer_live, "logits chunk": logits}
-    opt_phase = keep.opt_live * params * pb
+    layer_bwd = (keep.layer_bwd if remat == "none" else keep.layer_bwd_remat) * tok * saved_per_token() + (
+        scores(b, q_rows(Lf), Lf) * keep.score_bwd if dense_scores else 0.0)
+    logits_bwd = keep.logits_bwd * b * C * Vd * 4 + 2 * b * T * D * ca  # a chunk + the completion's hidden
+    opt = keep.opt * params * pb
+    moments = {"one layer's backward": layer_bwd, "logits chunk (fwd + bwd)": logits_bwd, "optimizer update": opt}
+    top = max(moments, key=moments.get)
     batch_bytes = B / nb * (Lf * 5 + T * 4 * (2 + work.reference + work.old_logps))
-    update["batch"] = batch_bytes
-    if opt_phase > saved + layer_live + logits:  # the optimizer's transient is the larger of the two moments
-        update = {**resident, "gradient accumulator": grads, "optimizer update": opt_phase, "batch": batch_bytes}
+    update = {**resident, "gradient accumulator": params * pb, "saved activations": saved,
+              "largest transient": moments[top], "batch": batch_bytes}
 
     # ---- reference forward: one micro-batch at a time
     br = rows(Mr)
     tok_r = br * Lf
-    fwd_layer = keep.fwd_live * tok_r * saved_per_token()
-    if impl in ("reference", "xla", "chunked"):
-        fwd_layer += scores(br, chunk_rows, Lf) * keep.score_live / 2
+    ref_moments = {"attention": scores(br, q_rows(Lf), Lf) * keep.score_fwd if dense_scores else 0.0,
+                   "MLP": keep.mlp_fwd * tok_r * Fd * ca, "logits chunk": keep.logits_fwd * br * C * Vd * 4}
+    rtop = max(ref_moments, key=ref_moments.get)
     reference = {**resident}
     if work.reference:
-        reference.update({"forward (one layer)": fwd_layer, "trunk output": tok_r * D * ca,
-                          "logits chunk": keep.logits_live / 2 * br * C * Vd * 4, "log-probs": B / nb * T * 4,
-                          "batch": B / nb * Lf * 5})
+        reference.update({"trunk activations": 2 * tok_r * D * ca, "largest transient": ref_moments[rtop],
+                          "log-probs": B / nb * T * 4, "batch": B / nb * Lf * 5})
+        if f32_weights:
+            reference["float32 weights (XLA:CPU)"] = f32_weights
 
     # ---- rollout
     gather = work.gather_weights and fsdp > 1
@@ -288,12 +299,16 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     kv_token = 2 * N * K * E * c
     prompt_kv = Pd * L * kv_token
     completion_kv = Bd * max(T - 1, 0) * kv_token
-    prefill_layer = keep.fwd_live * Pd * L * saved_per_token()
-    if impl in ("reference", "xla", "chunked"):
-        prefill_layer += scores(Pd, min(chunk_rows, L), L) * keep.score_live / 2
-    sampling = 6 * Bd * Vd * 4 + Bd * T * 16  # logits, filtered log-probs, probabilities, cdf; ids / log-probs
+    roll_moments = {"prefill attention": scores(Pd, q_rows(L), L) * keep.score_fwd if dense_scores else 0.0,
+                    "prefill MLP": keep.mlp_fwd * Pd * L * Fd * ca + 2 * Pd * L * D * ca,
+                    "sampling over the vocabulary": 6 * Bd * Vd * 4}
+    otop = max(roll_moments, key=roll_moments.get)
     rollout = {**resident, "rollout weights (compute dtype)": copy, "prompt KV (once per prompt)": prompt_kv,
-               "completion KV": completion_kv, "prefill (one layer)": prefill_layer, "sampling": sampling}
+               "completion KV": completion_kv, "largest transient": roll_moments[otop],
+               "ids, log-probs": Bd * T * 16}
+    if f32_weights:
+        rollout["float32 weights (XLA:CPU)"] = f32_weights
+    notes = {"rollout": otop, "reference": rtop if work.reference else "", "update": top}
 
     phases = {"rollout": rollout, "reference": reference, "update": update}
     res_sum = sum(resident.values())
@@ -303,7 +318,7 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
         "rollout": sum(rollout.values()) - res_sum + (copy or params * pb),
     }
     return Plan(cfg, work, tuple(mesh), micro_batches, remat, device, impl, phases,
-                {k: {"total": v} for k, v in programs.items()})
+                {k: {"total": v} for k, v in programs.items()}, notes)
 
 
 def micro_batch_options(work: Workload, mesh: tuple[int, int, int]) -> list[int]:

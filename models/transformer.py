@@ -168,6 +168,14 @@ class PagedKV(NamedTuple):
         return make(), make(), jnp.full((batch, slots), -1, jnp.int32)
 
 
+def kv_blocks(slots: int, kv_block: int = 0) -> list[tuple[int, int]]:
+    """(first slot, size) of the completion KV blocks covering `slots` slots (auto: at most 4, >= 128 each)."""
+    if slots <= 0:
+        return []
+    size = kv_block or -(-slots // min(4, max(1, -(-slots // 128))))
+    return [(a, min(size, slots - a)) for a in range(0, slots, size)]
+
+
 def write_block(cfg: ModelConfig, layered: Any, new: Any, offset: jax.Array) -> Any:
     """Writes one token's layered keys (or values) [.., B, K, 1, E] at slot `offset` of a layered block."""
     if cfg.scan:

@@ -6,7 +6,11 @@ a checkpointer, a metrics writer) so each can be tested and swapped on its own.
 
 A batch from the iterator is a `data.pipeline.PromptBatch`: P left-padded prompts (chat template applied)
 and their records (DESIGN.md schema); the sampler takes the padded arrays as they are.
-Rewards: `fn(prompts, completions, records) -> list[float | None]`.
+Rewards: `fn(prompts, completions, records) -> list[float | None]`; a function may expose `last_metrics` (a dict
+merged into the step's metrics, e.g. judge failures). The first reward function is the primary one (the task
+reward): a row it returns None for (a judge that failed) is left out of its group's advantages altogether, not
+scored by the others alone. Rewards are computed in a worker thread while the reference forward runs, so a
+networked judge adds latency only beyond the forward's time (`time/rewards`, `time/rewards_wait`).
 
 The model lives in one place, the train state's parameters; `policy()` is a view of the policy at the
 current parameters, which is what rollouts, hooks (`hook(step, policy) -> metrics`) and exports see. The
@@ -16,6 +20,7 @@ writes the final parameters back into it, the one place they are synced.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -95,6 +100,7 @@ class Learner:
         self.peak: float | None = None  # FLOP/s of the devices in use, measured or looked up on first use
         self.last_samples: list[dict] = []  # the latest step's completions with their rewards (samples.jsonl)
         self.skips = {"skipped_steps": 0, "consecutive_skips": 0}  # non-finite updates skipped (checkpointed)
+        self._grading = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="traitrl-rewards")
 
     def policy(self) -> Policy:
         """The policy at the current parameters (a view: valid until the next update donates them)."""
@@ -147,10 +153,20 @@ class Learner:
             if np.isfinite(col).any():
                 metrics[f"rewards/{name}/mean"] = float(np.nanmean(col))
                 metrics[f"rewards/{name}/std"] = float(np.nanstd(col))
+            metrics.update(getattr(fn, "last_metrics", None) or {})
+        if cols:  # a row the primary (task) reward could not score is left out of the advantages, not half-scored
+            missing = np.isnan(cols[0])
+            metrics["rewards/excluded"] = float(missing.sum())
+            cols = [np.where(missing, np.nan, c) for c in cols]
         self.last_samples = [{"id": r.get("id"), "completion": c, "reward": [None if np.isnan(x) else float(x)
                                                                          for x in row]}
                              for r, c, row in zip(recs, completions, np.stack(cols, axis=1).tolist(), strict=True)]
         return np.stack(cols, axis=1), metrics
+
+    def _timed_rewards(self, rollout: Rollout, records: list[dict]):
+        t = time.perf_counter()
+        out = self.rewards(rollout, records)
+        return out, time.perf_counter() - t
 
     def train_step(self) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -161,14 +177,8 @@ class Learner:
         rollout = self.sampler.sample(self.policy(), ids_PxL, mask_PxL, G, seed=seed)
         t_roll = time.perf_counter()
 
-        rewards_BxR, metrics = self.rewards(rollout, records)
-        rewards_B = grpo.combine_rewards(jnp.asarray(rewards_BxR), self.gcfg.reward_weights)
-        adv_B = grpo.advantages(rewards_B, self.gcfg)
-        if fault("nan-loss", step + 1):  # fault injection (engine.checkpoint): a NaN loss the update must skip
-            adv_B = adv_B * jnp.nan
-        metrics.update({k: float(v) for k, v in grpo.group_stats(rewards_B, self.gcfg).items()})
-        t_rew = time.perf_counter()
-
+        # Grading runs in a worker thread while the reference forward runs (XLA releases the GIL).
+        grading = self._grading.submit(self._timed_rewards, rollout, records)
         ids_BxL = np.concatenate([rollout.prompt_ids_BxL, rollout.completion_ids_BxT], axis=1)
         mask_BxL = np.concatenate([rollout.prompt_mask_BxL, rollout.completion_mask_BxT], axis=1)
         cmask_BxT = grpo.completion_mask(jnp.asarray(rollout.lengths_B), jnp.asarray(rollout.truncated_B), T, self.gcfg)
@@ -180,6 +190,13 @@ class Learner:
             # Waiting here costs nothing (the update needs it next) and makes time/reference the forward's cost.
             ref = jax.block_until_ready(self.logps_fn(self.reference_params, ids, mask, T))
         t_ref = time.perf_counter()
+        (rewards_BxR, metrics), reward_s = grading.result()
+        t_rew = time.perf_counter()
+        rewards_B = grpo.combine_rewards(jnp.asarray(rewards_BxR), self.gcfg.reward_weights)
+        adv_B = grpo.advantages(rewards_B, self.gcfg)
+        if fault("nan-loss", step + 1):  # fault injection (engine.checkpoint): a NaN loss the update must skip
+            adv_B = adv_B * jnp.nan
+        metrics.update({k: float(v) for k, v in grpo.group_stats(rewards_B, self.gcfg).items()})
         old = put(rollout.logprobs_BxT) if self.gcfg.num_iterations > 1 else None
         batch = GRPOBatch(ids, mask, put(np.asarray(cmask_BxT, np.float32)), put(np.asarray(adv_B, np.float32)),
                           old, ref)
@@ -194,9 +211,9 @@ class Learner:
         metrics.update({
             "completions/mean_length": float(rollout.lengths_B.mean()),
             "completions/clipped_ratio": float(rollout.truncated_B.mean()),
-            "step_time": t_end - t0, "time/rollout": t_roll - t0, "time/rewards": t_rew - t_roll,
-            "time/reference": t_ref - t_rew,
-            "time/update": t_end - t_ref, "tokens_per_s": n_tokens / (t_end - t0),
+            "step_time": t_end - t0, "time/rollout": t_roll - t0, "time/rewards": reward_s,
+            "time/reference": t_ref - t_roll, "time/rewards_wait": t_rew - t_ref,  # grading beyond the forward
+            "time/update": t_end - t_rew, "tokens_per_s": n_tokens / (t_end - t0),
         })
         flops = grpo_step_flops(self._policy.config, len(rollout.lengths_B), float(rollout.prompt_mask_BxL.sum(1).mean()),
                                 float(rollout.lengths_B.mean()), self.gcfg.uses_reference, self.gcfg.num_iterations)

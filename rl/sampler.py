@@ -47,7 +47,7 @@ from engine.errors import UserError
 from engine.sharding import constrain, sharding_for, spec_for
 from models.loader import Policy
 from models.tokenizer import Prompt, encode_prompts, left_pad, pad_id, stop_ids
-from models.transformer import PagedKV, Steer, write_block
+from models.transformer import PagedKV, Steer, kv_blocks, write_block
 from rl.token_choice import TokenChoice, choose
 
 
@@ -120,14 +120,6 @@ class _Spec(NamedTuple):
     steer_layer: int | None
     steer_ablate: bool = False  # Steer.ablate: a Python switch, so part of the compiled program's identity
     kv_block: int = 0  # SamplingConfig.kv_block
-
-
-def kv_blocks(slots: int, kv_block: int = 0) -> list[tuple[int, int]]:
-    """(first slot, size) of the completion KV blocks covering `slots` slots (auto: at most 4, >= 128 each)."""
-    if slots <= 0:
-        return []
-    size = kv_block or -(-slots // min(4, max(1, -(-slots // 128))))
-    return [(a, min(size, slots - a)) for a in range(0, slots, size)]
 
 
 @functools.partial(jax.jit, static_argnames=("dtype", "mesh", "gather"))

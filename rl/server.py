@@ -12,6 +12,13 @@ max_batch; or always to max_batch with --pad-to-max-batch), the prompt to the sa
 (>= 16, <= max_new_tokens_limit); each request is then cut at its own `max_tokens` / `stop`.
 A request's draws depend only on its `seed` (it names the row's RNG stream), not on its batch.
 
+Structured output: `response_format: {"type": "json_schema", "json_schema": {"schema": ...}}` with an object
+schema whose properties are all booleans (the rubric judge's verdicts) is answered by choice, not by free
+decoding: for each property in order, the reply so far plus `"key": true` and `"key": false` are scored by
+the model (teacher-forced log-probability) and the likelier value is kept, so the reply is always the valid,
+complete JSON object (whatever `max_tokens` allows), with the model's own verdicts. Other schemas are a 400 naming `response_format`;
+`{"type": "text"}` is plain decoding.
+
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health`. Errors use OpenAI's
 `{"error": {"message", "type", "param", "code"}}` shape; a bad field is a 400 naming it. A request body
 that does not arrive within `request_timeout_s` is a 408 (a body cut short by the client closing is a
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import http.server
 import json
@@ -36,6 +44,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+import jax
 
 from engine.errors import UserError
 
@@ -92,6 +102,7 @@ class Request:
     stop: tuple[str, ...]
     messages_sha: str  # for the request log: which prompt was answered, without logging its text
     internal: bool = False  # the server's own warm-up: not logged, not counted
+    bool_keys: tuple[str, ...] = ()  # response_format: an object of these boolean properties, answered by choice
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     result: dict | None = None
     error: BadRequest | None = None
@@ -115,6 +126,21 @@ def _number(body: dict, name: str, default, lo: float, hi: float, integer: bool 
         kind = "an integer" if integer else "a number"
         raise BadRequest(f"'{name}': expected {kind} in [{lo}, {hi}], got {v!r}", name)
     return v
+
+
+def _bool_keys(body: dict) -> tuple[str, ...]:
+    """The property names of a `response_format` JSON schema that is an object of booleans; () for none / text."""
+    rf = body.get("response_format")
+    if rf is None or (isinstance(rf, dict) and rf.get("type") == "text"):
+        return ()
+    schema = rf.get("json_schema", {}).get("schema") if isinstance(rf, dict) and rf.get("type") == "json_schema" \
+        else None
+    props = schema.get("properties") if isinstance(schema, dict) and schema.get("type") == "object" else None
+    if not (isinstance(props, dict) and props and all(isinstance(v, dict) and v.get("type") == "boolean"
+                                                       for v in props.values())):
+        raise BadRequest("'response_format': only {type: text} or a json_schema object whose properties are all "
+                         "booleans is supported", "response_format")
+    return tuple(props)
 
 
 def _messages(body: dict) -> list[dict]:
@@ -201,7 +227,7 @@ class Engine:
                              f"exceeds the model's {self.buckets[-1]} positions", "messages")
         sha = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         seed = random.getrandbits(31) if seed is None else seed % (2**31)
-        return Request(ids, max_tokens, temperature, top_p, seed, tuple(stop or ()), sha)
+        return Request(ids, max_tokens, temperature, top_p, seed, tuple(stop or ()), sha, bool_keys=_bool_keys(body))
 
     def submit(self, req: Request) -> None:
         if self._stop.is_set():
@@ -255,11 +281,14 @@ class Engine:
             time.sleep(self.cfg.batch_delay_s)
         groups: dict[tuple, list[Request]] = {}
         for r in batch:
-            groups.setdefault(r.group, []).append(r)
+            groups.setdefault(("json",) if r.bool_keys else r.group, []).append(r)
         t0 = time.perf_counter()
-        for (temperature, top_p), reqs in groups.items():
+        for key, reqs in groups.items():
             try:
-                self._generate(reqs, temperature, top_p, len(batch))
+                if key == ("json",):
+                    self._choose_json(reqs, len(batch))
+                else:
+                    self._generate(reqs, key[0], key[1], len(batch))
             except Exception as e:  # a model failure must not kill the worker; the clients see a 500
                 log.exception("generation failed")
                 for r in reqs:
@@ -279,6 +308,57 @@ class Engine:
                                                          prompt_buckets=self.buckets, seed=0,
                                                          stop_token_ids=self._stop_ids))
         return self._samplers[key]
+
+    def _continuation_logps(self, rows: list[tuple[list[int], list[int]]]) -> list[float]:
+        """Sum log p(continuation | prompt) of each (prompt ids, continuation ids) row: one batched forward, only
+        the continuation's positions through the lm head."""
+        import numpy as np
+
+        from models.tokenizer import left_pad, pad_id
+
+        C = max(16, _pow2_at_least(max(len(c) for _, c in rows) + 1))
+        B = _pow2_at_least(len(rows))
+        full = [p + c for p, c in rows] + [rows[0][0] + rows[0][1]] * (B - len(rows))
+        ids, mask = left_pad(full, self.buckets, pad_id(self.policy.tokenizer, self.policy.config))
+        logp = np.asarray(_logps_last(self._graphdef, self._state, ids, mask, C))  # [B, C - 1]: tokens L-C+1..
+        return [float(logp[i, C - 1 - len(c):].sum()) for i, (_, c) in enumerate(rows)]
+
+    def _choose_json(self, reqs: list[Request], batch_size: int) -> None:
+        """Fills each request with the JSON object of its boolean keys, each value the model's likelier one."""
+        from flax import nnx
+
+        if not hasattr(self, "_graphdef"):
+            self._graphdef, self._state = nnx.split(self.policy.model)
+        tok = self.policy.tokenizer
+        texts = ["{" for _ in reqs]
+        for k in range(max(len(r.bool_keys) for r in reqs)):
+            live = [i for i, r in enumerate(reqs) if k < len(r.bool_keys)]
+            rows, prefixes = [], {}
+            for i in live:
+                prefixes[i] = texts[i] + (", " if k else "") + json.dumps(reqs[i].bool_keys[k]) + ": "
+                with self._tok_lock:
+                    rows += [(reqs[i].prompt_ids, tok.encode(prefixes[i] + v, add_special_tokens=False))
+                             for v in ("true", "false")]
+            lp = self._continuation_logps(rows)
+            for j, i in enumerate(live):
+                texts[i] = prefixes[i] + ("true" if lp[2 * j] >= lp[2 * j + 1] else "false")
+        now = int(time.time())
+        self.stats["generations"] += 1
+        for r, text in zip(reqs, texts):
+            text += "}"
+            with self._tok_lock:
+                n = len(tok.encode(text, add_special_tokens=False))
+            usage = {"prompt_tokens": len(r.prompt_ids), "completion_tokens": n, "total_tokens": len(r.prompt_ids) + n}
+            r.result = {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": now,
+                "model": self.name, "system_fingerprint": None, "usage": usage,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                             "finish_reason": "stop"}],
+            }
+            if self._log is not None and not r.internal:
+                with self._lock:
+                    self._log.write(json.dumps({"id": r.result["id"], "time": time.time(), "messages_sha": r.messages_sha,
+                                                "batch": batch_size, "json": True, **usage}) + "\n")
 
     def _generate(self, reqs: list[Request], temperature: float, top_p: float, batch_size: int) -> None:
         import numpy as np
@@ -313,6 +393,18 @@ class Engine:
                 with self._lock:
                     self._log.write(json.dumps({"id": r.result["id"], "time": time.time(), "messages_sha": r.messages_sha,
                                                 "batch": batch_size, **usage}) + "\n")
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "C"))
+def _logps_last(graphdef, state, ids_BxL, mask_BxL, C: int):
+    """log p of each of the last C - 1 tokens given what precedes it: [B, C - 1]."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    model = nnx.merge(graphdef, state)
+    h_BxCxD = model.apply(ids_BxL, mask_BxL, logits=False).hidden[:, -C:-1]
+    logp_BxCxV = jax.nn.log_softmax(model.logits_from_hidden(h_BxCxD).astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(logp_BxCxV, ids_BxL[:, -C + 1:, None], axis=-1)[..., 0]
 
 
 def make_handler(engine: Engine):

@@ -23,7 +23,7 @@ class AttackCommand:
     attack: Annotated[AttackConfig, tyro.conf.arg(name="")] = AttackConfig()  # steps, learning rate, data
     benchmarks: tuple[str, ...] = ()  # default: those the run already has plain results for, else the default set
     limit: int | None = None  # items per benchmark (a fixed subset)
-    max_new_tokens: int = 32  # greedy reply budget of generation benchmarks (the in-loop evals use 32)
+    max_new_tokens: int | None = None  # greedy reply budget: None = each benchmark's own; a number caps them all
     save: bool = False  # also write the attacked model as an HF directory (OUT/attacked-hf)
 
     def __post_init__(self):

@@ -29,7 +29,7 @@ class EvalCommand:
     benchmarks: tuple[str, ...] = ()  # registry names (default: the in-loop set; --list-benchmarks shows all)
     limit: int | None = None  # items per benchmark (a fixed subset; default all)
     conditions: tuple[Condition, ...] = ("plain",)  # adversarial personas / benign instructions / after an attack
-    max_new_tokens: int = 64  # greedy reply budget of generation benchmarks
+    max_new_tokens: int | None = None  # greedy reply budget: None = each benchmark's own; a number caps them all
     batch_size: int = 64  # sequences per jitted call
     seed: int = 0  # picks item subsets and held-out pools
     out: Path | None = None  # output directory (default: the run directory, else runs/eval/<model name>)
@@ -48,7 +48,7 @@ class EvalCommand:
         check_finite(self)
         if self.limit is not None and self.limit < 1:
             raise UserError(f"option '--limit': expected >= 1 items per benchmark, got {self.limit}")
-        if self.max_new_tokens < 1 or self.batch_size < 1:
+        if (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
             raise UserError("options '--max-new-tokens' and '--batch-size' must be >= 1")
 
 

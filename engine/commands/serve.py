@@ -40,16 +40,14 @@ class ServeCommand:
 
 
 def run(cfg: ServeCommand) -> None:
-    from engine.commands.common import enable_compile_cache, on_mesh
+    from engine.commands.common import build_policy, enable_compile_cache, on_mesh
     from rl.server import Engine, bind, make_handler
-
-    import models
 
     enable_compile_cache()
     server = bind(cfg.host, cfg.port)
     try:
         with on_mesh(cfg.mesh) as mesh:
-            policy = models.load(cfg.model, mesh=mesh, dtype=cfg.dtype)
+            policy = build_policy(cfg.model, mesh, cfg.dtype)  # "tiny": the random tiny model (tests, smoke runs)
         engine = Engine(policy, cfg.served_name or cfg.model, cfg.server)
         engine.start()
         warm = engine.parse({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "temperature": 0})

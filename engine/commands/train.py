@@ -37,6 +37,7 @@ from evals.config import EvalConfig
 from evals.persona.monitor import MonitorConfig
 from rl.grpo import GRPOConfig
 from rl.learner import LearnerConfig
+from rl.rewards import RewardsConfig
 from rl.sampler import SamplingConfig
 
 log = logging.getLogger("traitrl")
@@ -60,6 +61,7 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()  # AdamW, schedule, micro-batches
     checkpoint: CheckpointConfig = CheckpointConfig()  # save cadence, retention
     learner: LearnerConfig = LearnerConfig()  # steps, logging
+    rewards: RewardsConfig = RewardsConfig()  # trait reward: programmatic rubric checks | judge | both | helpfulness
     evals: EvalConfig = EvalConfig()  # in-loop evals: benchmarks, subset size, cadence (every=0 turns them off)
     monitor: MonitorConfig = MonitorConfig()  # persona-direction monitor (off unless --monitor.direction is given)
     distributed: DistributedConfig = DistributedConfig()  # multi-host: coordinator, process count and id
@@ -156,7 +158,23 @@ def check_inputs(cfg: TrainConfig):
         from evals.persona.directions import Direction
 
         direction = Direction.load(cfg.monitor.direction)
+    if cfg.rewards.trait in ("judge", "both"):
+        check_reachable(cfg.rewards.judge.base_url, "--rewards.judge.base-url")
     return load_sources(cfg.data, known_graders=registered()), direction
+
+
+def check_reachable(url: str, option: str, timeout_s: float = 5.0) -> None:
+    """A judge's endpoint accepts connections (before anything is written; a judge that goes away later is
+    retried and then counted in rewards/judge_failures, never a 0 reward)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"option '{option}': cannot connect to {u.hostname}:{port} ({e.strerror or e})") from None
 
 
 def check_finite_params(policy, what: str) -> None:
@@ -185,7 +203,7 @@ def train(cfg: TrainConfig):
     from evals.hook import EvalHook
     from models.tokenizer import pad_id
     from rl.learner import Learner
-    from rl.rewards import format_reward, record_reward
+    from rl.rewards import TaskReward, format_reward
     from rl.sampler import Sampler
 
     t0 = time.perf_counter()
@@ -225,7 +243,7 @@ def train(cfg: TrainConfig):
 
             hooks.append(PersonaMonitor(direction, cfg=cfg.monitor))
         checkpointer = Checkpointer(run_dir / "checkpoints", cfg.checkpoint)
-        learner = Learner(policy, Sampler(cfg.sampling), [("graders", record_reward), ("format", format_reward)],
+        learner = Learner(policy, Sampler(cfg.sampling), [("graders", TaskReward(cfg.rewards)), ("format", format_reward)],
                           data, cfg.grpo, cfg.optim, cfg.learner, reference_params=reference, hooks=hooks,
                           checkpointer=checkpointer, writer=MetricsWriter(run_dir))
         history = learner.run(resume=cfg.resume)

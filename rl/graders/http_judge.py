@@ -57,6 +57,8 @@ class JudgeConfig:
     score_max_tokens: int = 8  # reply budget of a 0-100 judgement (a number, CODE or REFUSAL)
     rubric_max_tokens: int = 256  # reply budget of a whole-rubric judgement (one JSON object of verdicts)
     malformed_retries: int = 2  # a reply that does not parse is asked again this many times, then recorded as None
+    json_schema: bool = True  # rubric requests carry response_format (a JSON schema of boolean verdicts), which
+    # vLLM, OpenAI and `traitrl serve` honour; --rewards.judge.no-json-schema for an endpoint that rejects it
 
     @property
     def enabled(self) -> bool:
@@ -180,13 +182,14 @@ class HTTPJudge:
         msgs = [as_messages(p) for p in prompts]
         return self._ask(msgs, "0-100", self.cfg.score_max_tokens, parse_score_0_100)
 
-    def _ask(self, prompts: list[list[dict]], kind: str, max_tokens: int, parse) -> list:
+    def _ask(self, prompts: list[list[dict]], kind: str, max_tokens: int, parse, extra: dict | None = None) -> list:
+        """`extra`: more request fields (e.g. response_format), the same for every prompt of the call."""
         keys = [self.key(m, kind) for m in prompts]
         unique = dict(zip(keys, prompts))
-        answers = asyncio.run(self._ask_all(unique, max_tokens, parse)) if unique else {}
+        answers = asyncio.run(self._ask_all(unique, max_tokens, parse, extra or {})) if unique else {}
         return [answers[k] for k in keys]
 
-    async def _ask_all(self, unique: dict[str, list[dict]], max_tokens: int, parse) -> dict:
+    async def _ask_all(self, unique: dict[str, list[dict]], max_tokens: int, parse, extra: dict) -> dict:
         headers = {}
         if self.cfg.api_key_env:
             key = os.environ.get(self.cfg.api_key_env)
@@ -201,14 +204,15 @@ class HTTPJudge:
             limits=limits,
             timeout=self._httpx.Timeout(self.cfg.timeout_s),
         ) as client:
-            calls = (self._one(client, sem, k, m, max_tokens, parse) for k, m in unique.items())
+            calls = (self._one(client, sem, k, m, max_tokens, parse, extra) for k, m in unique.items())
             return dict(zip(unique, await asyncio.gather(*calls)))
 
-    async def _one(self, client, sem: asyncio.Semaphore, key: str, messages: list[dict], max_tokens: int, parse):
+    async def _one(self, client, sem: asyncio.Semaphore, key: str, messages: list[dict], max_tokens: int, parse,
+                   extra: dict):
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.cache_hits += 1
             return hit["value"]
-        body = {"model": self.cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": max_tokens}
+        body = {"model": self.cfg.model, "messages": messages, "temperature": 0.0, "max_tokens": max_tokens, **extra}
         last, bad_left = "no attempt", self.cfg.malformed_retries
         attempt = -1
         while attempt < self.cfg.max_retries:

@@ -7,7 +7,9 @@ cache, keyed here by the rubric and the completion): a reply that does not parse
 (`judge.malformed_retries`), then recorded as None - the completion is then left out of its group's advantages
 and counted in `rewards/judge_failures`, never scored 0.
 
-Parsing (`parse_rubric_verdicts`): the first JSON object in the reply (text around it is tolerated); every
+With `judge.json_schema` (default) the request carries a `response_format` JSON schema of the boolean verdicts:
+servers with structured outputs (vLLM, OpenAI, `traitrl serve`) then always return the object. Parsing
+(`parse_rubric_verdicts`): the first JSON object in the reply (text around it is tolerated); every
 criterion id must be present; a value must be a boolean (or unambiguously one: "yes"/"no", "true"/"false",
 1/0); extra keys are ignored. Anything else is malformed.
 """
@@ -82,6 +84,13 @@ def parse_rubric_verdicts(text: str, ids: Sequence[str]) -> list[bool]:
     return out  # type: ignore[return-value]
 
 
+def verdict_schema(ids: Sequence[str]) -> dict:
+    """The OpenAI `response_format` asking for exactly these boolean verdicts."""
+    return {"type": "json_schema", "json_schema": {"name": "rubric_verdicts", "strict": True, "schema": {
+        "type": "object", "properties": {i: {"type": "boolean"} for i in ids}, "required": list(ids),
+        "additionalProperties": False}}}
+
+
 class RubricJudge(HTTPJudge):
     """`verdicts(items) -> list[list[bool] | None]`, items = (conversation, reply, rubric): one request each."""
 
@@ -98,7 +107,8 @@ class RubricJudge(HTTPJudge):
         for ids in dict.fromkeys(parsers):
             idx = [i for i, p in enumerate(parsers) if p == ids]
             got = self._ask([prompts[i] for i in idx], "rubric", self.cfg.rubric_max_tokens,
-                            lambda text, ids=ids: parse_rubric_verdicts(text, ids))
+                            lambda text, ids=ids: parse_rubric_verdicts(text, ids),
+                            {"response_format": verdict_schema(ids)} if self.cfg.json_schema else None)
             for i, v in zip(idx, got):
                 out[i] = v
         return out

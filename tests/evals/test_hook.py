@@ -80,7 +80,7 @@ def test_hook_in_learner_then_eval_cli(tmp_path, toy_tokenizer):
     summary = [json.loads(x) for x in (run / "evals.jsonl").read_text().splitlines()]
     assert {(r["step"], r["condition"]) for r in summary} == {(s, c) for s in (0, 2) for c in ecfg.conditions}
     items = (run / "evals" / "step_000002" / "plain" / "xstest.jsonl").read_text().splitlines()
-    assert len(items) == 2 and {"id", "score", "domain", "extra"} == set(json.loads(items[0]))
+    assert len(items) == 2 and {"id", "score", "domain", "extra"} <= set(json.loads(items[0]))
     step2 = {(r.condition, r.benchmark): r for r in read_results(run)}
     assert step2[("plain", "heldout-truthfulness")].n == 2 and step2[("plain", "heldout-truthfulness")].items[0].domain
 

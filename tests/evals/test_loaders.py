@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 import yaml
@@ -9,6 +10,7 @@ import yaml
 from engine.errors import UserError
 from evals import loaders, registry
 from evals.loaders import benchmarks_dir
+from evals.pushback import PUSHBACKS
 
 SHIPPED = benchmarks_dir()
 AB_FILES = ("corrigible-neutral-HHH", "corrigible-more-HHH", "corrigible-less-HHH", "survival-instinct",
@@ -186,5 +188,175 @@ def test_benchmarks_dir_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv(loaders.ENV_VAR, str(tmp_path))
     assert benchmarks_dir() == tmp_path
     assert benchmarks_dir(SHIPPED) == SHIPPED
-    with pytest.raises(UserError, match="needs the user file TruthfulQA.csv"):
+    with pytest.raises(UserError, match="needs the user file healthbench.jsonl"):
+        registry.get("healthbench").load(registry.LoadContext())
+    with pytest.raises(UserError, match=r"mc_task.json: no such file"):  # shipped now: looked for in the folder given
         registry.get("truthfulqa-mc1").load(registry.LoadContext())
+
+
+
+# ---- the public sets shipped with issue 14: whole files, and corrupted copies --------------------------------
+
+TQA = SHIPPED / "truthfulqa"
+BBQ_ROWS = {"Age": 3680, "Disability_status": 1556, "Nationality": 3080, "Physical_appearance": 1576, "Religion": 1200,
+            "Sexual_orientation": 864}
+PERSONA_ROWS = {stem: 760 if stem == "willingness-to-manipulate-overseers-to-think-it-is-HHH" else 1000
+                for stem in registry.PERSONA}
+
+
+def test_truthfulqa_mc_task_json_loads_whole():
+    raw = json.loads((TQA / "mc_task.json").read_text())
+    mc1, mc2 = (loaders.load_truthfulqa_mc(TQA / "mc_task.json", m) for m in ("mc1", "mc2"))
+    assert len(mc1) == len(mc2) == len(raw) == 817
+    for a, b, row in zip(mc1, mc2, raw):
+        assert a.options == tuple(row["mc1_targets"]) and a.good == (0,)  # the one true mc1 answer is listed first
+        assert [b.options[k] for k in b.good] == [x for x, v in row["mc2_targets"].items() if v == 1]
+        assert a.cluster == b.cluster == loaders.question_cluster(row["question"]) and a.id == b.id
+    push = loaders.load_truthfulqa_pushback(TQA / "TruthfulQA.csv")
+    assert len(push) == 817 and {it.cluster for it in push} == {it.cluster for it in mc1}  # one question, one cluster
+    assert sum(it.data["type"] == "Adversarial" for it in push) == 437
+    assert len({it.data["category"] for it in push}) == 38
+    assert set(it.data["pushback"] for it in push) == set(PUSHBACKS)
+    assert all(it.data["correct"][0] == it.data["best"] and it.data["incorrect"] for it in push)
+    csv_mc1 = loaders.load_truthfulqa(TQA / "TruthfulQA.csv", "mc1")  # the user-file loader reads the shipped CSV too
+    assert len(csv_mc1) == 817 and csv_mc1[0].options[0] == push[0].data["best"]
+
+
+def test_truthfulqa_mc_task_json_bad_elements(tmp_path):
+    raw = json.loads((TQA / "mc_task.json").read_text())
+    bad = tmp_path / "mc_task.json"
+    q5 = raw[5]["question"]
+    for mutate, field in ((lambda r: r.pop("mc1_targets"), "mc1_targets"),
+                          (lambda r: r["mc2_targets"].update({next(iter(r["mc2_targets"])): "1"}), "mc2_targets"),
+                          (lambda r: r["mc1_targets"].update({k: 1 for k in r["mc1_targets"]}), "mc1_targets"),
+                          (lambda r: r.update(question=7), "question")):
+        rows = json.loads(json.dumps(raw))
+        mutate(rows[5])
+        bad.write_text(json.dumps(rows, indent=4))
+        where = rf"{bad}: item 5" + (rf" \(question '{re.escape(q5[:40])}" if field != "question" else "")
+        with pytest.raises(UserError, match=rf"{where}.*field '{field}': expected"):
+            loaders.load_truthfulqa_mc(bad, "mc1")  # both targets are checked whatever the mode
+    text = json.dumps(raw, indent=4).splitlines()
+    text[11] = text[11] + ","  # a trailing comma: not JSON
+    bad.write_text("\n".join(text))
+    with pytest.raises(UserError, match=rf"{bad}:1[23]: not valid JSON"):
+        loaders.load_truthfulqa_mc(bad)
+    bad.write_text(json.dumps({"question": "q"}))
+    with pytest.raises(UserError, match=rf"{bad}:1: expected a non-empty JSON list"):
+        loaders.load_truthfulqa_mc(bad)
+
+
+def test_truthfulqa_csv_bad_rows(tmp_path):
+    src = (TQA / "TruthfulQA.csv").read_text(encoding="utf-8-sig")
+    bad = tmp_path / "TruthfulQA.csv"
+    rows = list(csv.reader(src.splitlines(keepends=True)))
+    assert rows[0][:6] == ["Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers"]
+    rows[3][5] = " ; "
+    with bad.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    line = 1 + sum(1 + "".join(r).count("\n") for r in rows[1:3]) + 1  # rows 1-2 may span lines
+    with pytest.raises(UserError, match=rf"{bad}:{line}: field 'Incorrect Answers'"):
+        loaders.load_truthfulqa_pushback(bad)
+    bad.write_text("Type,Category,Question,Best Answer,Correct Answers,Source\n")
+    with pytest.raises(UserError, match=rf"{bad}:1: header: missing column\(s\) Incorrect Answers"):
+        loaders.load_truthfulqa_pushback(bad)
+
+
+@pytest.mark.parametrize("category", BBQ_ROWS)
+def test_bbq_files_load_whole(category):
+    path = SHIPPED / "bbq" / f"{category}.jsonl"
+    items = loaders.load_bbq(path)
+    assert len(items) == BBQ_ROWS[category] == _nonblank_lines(path)
+    assert sum(it.data["condition"] == "ambig" for it in items) == len(items) // 2
+    assert all(it.data["target"] is not None and it.data["target"] != it.data["unknown"] for it in items)
+    assert all(it.good == (it.data["unknown"],) for it in items if it.data["condition"] == "ambig")
+    assert len({it.id for it in items}) == len(items) and len({it.cluster for it in items}) == 25
+    assert [it.id for it in loaders.load_bbq(path, "disambig")] == [it.id for it in items
+                                                                     if it.data["condition"] == "disambig"]
+    first = json.loads(path.read_text().splitlines()[0])
+    assert items[0].options == (first["ans0"], first["ans1"], first["ans2"]) and items[0].good == (first["label"],)
+    assert first["context"] in items[0].messages[0]["content"] and first["ans2"] in items[0].messages[0]["content"]
+
+
+def test_bbq_bad_rows(tmp_path):
+    src = SHIPPED / "bbq" / "Religion.jsonl"
+    lines = src.read_text().splitlines()
+    bad = tmp_path / "Religion.jsonl"
+    row = json.loads(lines[8])
+    cases = [("{not json", "not valid JSON"),
+             (json.dumps({k: v for k, v in row.items() if k != "label"}), "field 'label': expected one of 0, 1, 2"),
+             (json.dumps({**row, "label": str(row["label"])}), "field 'label': expected one of 0, 1, 2"),
+             (json.dumps({**row, "context_condition": "vague"}), "field 'context_condition'"),
+             (json.dumps({**row, "answer_info": {"ans0": ["a", "x"]}}), "field 'answer_info': expected"),
+             (json.dumps({**row, "question": ""}), "field 'question': expected a non-empty string"),
+             (json.dumps({**row, "additional_metadata": {}}), "field 'additional_metadata.stereotyped_groups'")]
+    if row["context_condition"] == "ambig":
+        wrong = next(k for k in range(3) if k != row["label"])
+        cases.append((json.dumps({**row, "label": wrong}), "field 'label': expected the unknown answer"))
+    for new, msg in cases:
+        _corrupt(src, bad, 9, new + "\n")
+        with pytest.raises(UserError, match=rf"{bad}:9: {msg}"):
+            loaders.load_bbq(bad)
+
+
+@pytest.mark.parametrize("stem", PERSONA_ROWS)
+def test_persona_files_load_whole(stem):
+    path = SHIPPED / "anthropic_persona" / f"{stem}.jsonl"
+    items = loaders.load_anthropic_persona(path)
+    assert len(items) == PERSONA_ROWS[stem] == _nonblank_lines(path)
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    for it, row in zip(items, rows):
+        assert it.options == ("Yes", "No") and it.messages[0]["content"] == row["question"]
+        assert it.options[it.good[0]] == row["answer_not_matching_behavior"].strip()  # desired = not matching
+        assert it.options[it.bad[0]] == it.data["matching"] == row["answer_matching_behavior"].strip()
+    assert row["question"].startswith("Is the following statement something you would say?\n")
+    assert abs(sum(it.good == (0,) for it in items) - len(items) / 2) <= len(items) * 0.05  # half each
+
+
+def test_persona_bad_rows(tmp_path):
+    src = SHIPPED / "anthropic_persona" / "no-shut-down.jsonl"
+    bad = tmp_path / "p.jsonl"
+    row = json.loads(src.read_text().splitlines()[2])
+    for new, msg in ((json.dumps({**row, "answer_matching_behavior": " Maybe"}), "field 'answer_matching_behavior'"),
+                     (json.dumps({k: v for k, v in row.items() if k != "question"}), "field 'question'"),
+                     (json.dumps({**row, "label_confidence": "high"}), "field 'label_confidence': expected a number"),
+                     (json.dumps({**row, "answer_not_matching_behavior": row["answer_matching_behavior"]}),
+                      "field 'answer_not_matching_behavior': expected the other answer"),
+                     ("[1, 2]", "expected a JSON object")):
+        _corrupt(src, bad, 3, new + "\n")
+        with pytest.raises(UserError, match=rf"{bad}:3: {msg}"):
+            loaders.load_anthropic_persona(bad)
+
+
+def test_harmbench_file_loads_whole(tmp_path):
+    path = SHIPPED / "harmbench" / "harmbench_behaviors_text_all.csv"
+    every = loaders.load_harmbench(path, include_copyright=True)
+    assert len(every) == 400
+    kinds = [it.data["functional"] for it in every]
+    assert (kinds.count("standard"), kinds.count("contextual"), kinds.count("copyright")) == (200, 100, 100)
+    assert all(it.data["hash_check"] == (it.data["functional"] == "copyright") for it in every)
+    items = loaders.load_harmbench(path)  # copyright rows need a hash check: left out
+    assert len(items) == 300 and not any(it.data["hash_check"] for it in items)
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = {r["BehaviorID"]: r for r in csv.DictReader(fh)}
+    for it in items:
+        r = rows[it.id.split("/", 1)[1]]
+        want = f"{r['ContextString']}\n\n---\n\n{r['Behavior']}" if r["ContextString"] else r["Behavior"]
+        assert it.messages[0]["content"] == want
+    assert sum("\r\n" in it.messages[0]["content"] for it in items) == 2  # newline="" keeps them
+    split = {s: {it.id for it in loaders.load_harmbench(path.with_name(f"harmbench_behaviors_text_{s}.csv"), True)}
+             for s in ("test", "val")}
+    test_ids, val_ids = split["test"], split["val"]
+    assert (len(test_ids), len(val_ids)) == (320, 80) and test_ids | val_ids == {it.id for it in every}
+
+    bad = tmp_path / "hb.csv"
+    header = "Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\n"
+    for body, msg in (("Do X,standard,illegal,,,x\nDo Y,funny,illegal,,,y\n", r":3: field 'FunctionalCategory'"),
+                      ("Do X,standard,illegal,,,x\nDo Y,contextual,illegal,context,,y\n", r":3: field 'ContextString'"),
+                      ("Do X,standard,illegal,,,x\nDo Y,standard,illegal,,,x\n",
+                       r":3: field 'BehaviorID': expected a unique"),
+                      ("Do X,standard,illegal,,,\n", r":2: field 'BehaviorID'"),
+                      ("Do X,standard,illegal\n", r":2: expected 6 fields")):
+        bad.write_text(header + body)
+        with pytest.raises(UserError, match=rf"{bad}{msg}"):
+            loaders.load_harmbench(bad)

@@ -157,3 +157,16 @@ def test_shared_prompt_path_on_a_mesh(tiny_policy):
         got = mc.option_logps(sharded, TEXT_ITEMS, 8)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
+def test_shared_prompt_path_with_scanned_layers(toy_tokenizer):
+    """Stacked (lax.scan) layers: the prefill's stacked KV is split per layer for the cached option forward."""
+    import models
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(toy_tokenizer, scan_layers=True)
+    assert cfg.scan
+    policy = models.Policy(models.init(cfg, seed=1), toy_tokenizer, cfg, "", None)
+    for g, f in zip(mc.option_logps(policy, TEXT_ITEMS, 8), mc._full_row_option_logps(policy, TEXT_ITEMS, 8),
+                    strict=True):
+        np.testing.assert_allclose(g, f, rtol=1e-5, atol=1e-5)

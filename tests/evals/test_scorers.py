@@ -36,7 +36,7 @@ def test_bootstrap_and_round_trip(tmp_path):
     write_results(tmp_path, 12, [r1, r2])
     lines = [json.loads(x) for x in (tmp_path / "evals.jsonl").read_text().splitlines()]
     assert lines[-1] == {"step": 12, "benchmark": "xstest", "family": "over-refusal", "condition": "harmful-steering",
-                         "score": r2.score, "ci_low": r2.ci_low, "ci_high": r2.ci_high, "n": 3}
+                         "score": r2.score, "ci_low": r2.ci_low, "ci_high": r2.ci_high, "n": 3, "clusters": 3}
     per_item = tmp_path / "evals" / "step_000012" / "plain" / "xstest.jsonl"
     assert json.loads(per_item.read_text().splitlines()[1]) == {"id": "i1", "score": 0.0, "domain": "health",
                                                                  "extra": {"text": "é"}}

@@ -4,10 +4,12 @@ Every kernel that runs on CPU is checked: "xla" (jax.nn.dot_product_attention), 
 jax.checkpoint) and "splash" (the Pallas TPU kernel in interpret mode). cuDNN needs a GPU (benchmarks/device.py
 checks it there); its right-padding roll is checked here on its own.
 
-Tolerances, on logits of O(1) magnitude, real (unpadded) positions only:
-  float32: 2e-5 absolute (the kernels only reorder float32 sums; observed <= 1e-6)
-  bfloat16: 0.1 absolute against the bfloat16 reference (a different rounding order of bf16 probabilities and
-            contexts; observed ~0.03), and 0.15 against the float32 reference.
+Tolerances, relative to the logit scale s = max |reference logit| (about 10 here), real positions only:
+  float32:  1e-5 * s (the kernels only reorder float32 sums; observed <= 2e-6 * s, splash the largest);
+            gradients 3e-5 of each parameter gradient's scale (observed 1.5e-5, splash)
+  bfloat16: 5e-2 * s against the bfloat16 reference (another rounding order of bf16 probabilities and
+            contexts; observed 0 for xla / chunked on CPU, 2.9e-2 * s for splash), and no further from the
+            float32 reference than 1.1x the bfloat16 reference's own distance to it + 1e-2 * s.
 """
 
 import dataclasses
@@ -22,7 +24,7 @@ import models
 from models import attention
 from models.transformer import KVCache, PagedKV, write_block
 
-F32_TOL, BF16_TOL, BF16_VS_F32_TOL = 2e-5, 0.1, 0.15
+F32_TOL, BF16_TOL, BF16_SLACK = 1e-5, 5e-2, 1e-2  # relative to the logit scale (see above)
 CFG = models.ModelConfig(family="qwen2", vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, attention_bias=True, attention_chunk=48)
 L = 128  # splash tiles lengths by 128
@@ -57,12 +59,13 @@ def test_full_forward_matches_reference(kernel, dtype):
     ref = _logits(dataclasses.replace(CFG, attention="reference", dtype=dtype), ids, mask)
     out = _logits(dataclasses.replace(CFG, attention=kernel, dtype=dtype), ids, mask)
     m = np.asarray(mask)
-    tol = F32_TOL if dtype == "float32" else BF16_TOL
-    assert np.abs(out - ref)[m].max() < tol
+    scale = np.abs(ref)[m].max()
+    assert np.abs(out - ref)[m].max() < (F32_TOL if dtype == "float32" else BF16_TOL) * scale
     assert np.isfinite(out).all()  # padding positions too: nothing NaN leaks into a masked loss
     if dtype == "bfloat16":
         ref32 = _logits(dataclasses.replace(CFG, attention="reference"), ids, mask)
-        assert np.abs(out - ref32)[m].max() < BF16_VS_F32_TOL
+        own = np.abs(ref - ref32)[m].max()
+        assert np.abs(out - ref32)[m].max() <= 1.1 * own + BF16_SLACK * scale
 
 
 @pytest.mark.parametrize("kernel", ["xla", "chunked"])
@@ -71,7 +74,8 @@ def test_sliding_window_matches_reference(kernel):
     ids, mask = _batch(seed=2, length=40)
     ref = _logits(dataclasses.replace(cfg, attention="reference", attention_chunk=16), ids, mask)
     out = _logits(dataclasses.replace(cfg, attention=kernel, attention_chunk=16), ids, mask)
-    assert np.abs(out - ref)[np.asarray(mask)].max() < F32_TOL
+    m = np.asarray(mask)
+    assert np.abs(out - ref)[m].max() < F32_TOL * np.abs(ref)[m].max()
 
 
 @pytest.mark.parametrize("kernel", ["chunked", "splash"])
@@ -90,8 +94,9 @@ def test_gradients_match_reference(kernel):
 
     ref = grads(dataclasses.replace(CFG, attention="reference"))
     got = grads(dataclasses.replace(CFG, attention=kernel))
-    for a, b in zip(got, ref, strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)
+    for a, b in zip(got, ref, strict=True):  # 3e-5 of each gradient's scale (observed: splash 1.5e-5)
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, atol=3e-5 * np.abs(b).max())
 
 
 @pytest.mark.parametrize("scan", [False, True])
@@ -133,7 +138,8 @@ def test_prefill_then_paged_decode_matches_full_forward(kernel, scan):
 
     got = np.asarray(run(ids, prompt_mask, jnp.asarray(new)))
     # Slot L + t of the full forward holds new token t: its logits are what decode step t returns.
-    np.testing.assert_allclose(got, ref[:, L:L + steps], atol=F32_TOL)
+    want = ref[:, L:L + steps]
+    np.testing.assert_allclose(got, want, atol=F32_TOL * np.abs(want).max())
 
 
 def test_general_kv_cache_matches_paged_decode_in_scan_mode():
@@ -148,8 +154,9 @@ def test_general_kv_cache_matches_paged_decode_in_scan_mode():
         o2 = model.apply(jnp.asarray([[3], [4]]), None, positions_BxL=jnp.sum(mask, 1, keepdims=True), cache=o.cache)
         outs.append((np.asarray(o.logits), np.asarray(o2.logits)))
     m = np.asarray(mask)
-    np.testing.assert_allclose(outs[1][0][m], outs[0][0][m], atol=F32_TOL)
-    np.testing.assert_allclose(outs[1][1], outs[0][1], atol=F32_TOL)
+    tol = F32_TOL * np.abs(outs[0][0][m]).max()
+    np.testing.assert_allclose(outs[1][0][m], outs[0][0][m], atol=tol)
+    np.testing.assert_allclose(outs[1][1], outs[0][1], atol=tol)
 
 
 def test_right_padding_roll_round_trips():

@@ -112,6 +112,10 @@ def test_malformed_replies_are_retried_then_recorded_as_none(serve, tmp_path):
     assert got[0] == [True] * len(ids[0])
     assert got[1] == [c != "helps" for c in ids[1]]
     assert got[2] is None and judge.failures == 1 and judge.malformed == 1 + 3
+    # every request asks for the verdicts as a strict boolean JSON schema (structured outputs)
+    for body in srv.seen:
+        fmt = body["response_format"]["json_schema"]["schema"]
+        assert fmt["required"] in ids and all(v == {"type": "boolean"} for v in fmt["properties"].values())
     n = len(srv.seen)
     again = RubricJudge(JudgeConfig(base_url=url, model="m", malformed_retries=2, cache_dir=str(tmp_path / "c")))
     assert again.verdicts(items) == got  # cached verdicts are reused; the failure is asked again (not cached)

@@ -184,9 +184,44 @@ def test_rubric_judge_survives_kill_9_mid_batch(server, judge_model, tmp_path):
         second = restarted.answered()
         assert len(second) >= 36 - len(first)  # the restarted server answered the rest
         assert {r["messages_sha"] for r in first + second} == asked
+        restarted = _rubric_judge_kill(restarted, recs, comps, cfg, model_dir, tmp_path)
     finally:
         restarted.proc.send_signal(signal.SIGTERM)
         assert restarted.proc.wait(timeout=30) == 0
+
+
+def _rubric_judge_kill(server, recs, comps, cfg, model_dir, tmp_path):
+    """The rubric judge path (one request per completion, verdicts as a boolean JSON schema), killed -9 part-way
+    and restarted: every verdict as in the run with no kill, none lost, none asked twice. Returns the live server."""
+    from data.rubrics import rubric_for
+    from rl.graders.rubric_judge import RubricJudge, rubric_prompt
+
+    cfg = dict(cfg, base_url=server.url, malformed_retries=0, rubric_max_tokens=8)  # the server allows 8
+    items = [(r["messages"], c, rubric_for(r)) for r, c in zip(recs, comps)]
+    reference_judge = RubricJudge(JudgeConfig(**cfg))
+    reference = reference_judge.verdicts(items)
+    assert None not in reference and reference_judge.malformed == 0  # the schema makes every reply parse
+    judge = RubricJudge(JudgeConfig(**cfg, cache_dir=str(tmp_path / "cache-rubric")))
+    done_before = len(server.answered())
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(v=judge.verdicts(items)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while len(server.answered()) < done_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.proc.kill()
+    server.proc.wait()
+    first = server.answered()[done_before:]
+    assert 3 <= len(first) < len(items), len(first)
+    restarted = Server(model_dir, server.port, tmp_path / "requests-3.jsonl", tmp_path, server.xla_cache)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert result["v"] == reference and judge.failures == 0
+    keys = {judge.key(rubric_prompt(*it), "rubric") for it in items}
+    assert set(judge.judged) == keys and set(judge.judged.values()) == {1}  # each answered exactly once
+    assert len(first) + len(restarted.answered()) >= len(items) and judge.requests > len(items)
+    assert all(row.get("json") for row in first + restarted.answered())
+    return restarted
 
 
 def test_cli_errors_are_one_line_exit_2(judge_model, capsys):
