@@ -210,9 +210,11 @@ def shared_prompt_logps(policy: Policy, prompts: Sequence[list[int]], options: S
     for _, prompt_arrays, batches in _text_batches(prompts, options, batch_size,
                                                    pad_id(policy.tokenizer, policy.config)):
         kv = _prefill(graphdef, state, *_on_mesh(prompt_arrays, policy.mesh))
-        for ids, arrays in batches:
-            lp_OxC = np.asarray(jax.device_get(_option_logps(graphdef, state, kv, *_on_mesh(arrays, policy.mesh))),
-                                np.float64)
+        # Every option batch of the group is dispatched before any result is pulled; the group's KV is freed
+        # once they are done (pulling per group bounds the live KV to one group's).
+        lps = [_option_logps(graphdef, state, kv, *_on_mesh(arrays, policy.mesh)) for _, arrays in batches]
+        for (ids, _), lp_OxC in zip(batches, jax.device_get(lps)):
+            lp_OxC = np.asarray(lp_OxC, np.float64)
             for r, (i, j) in enumerate(ids):
                 out[i][j] = lp_OxC[r].sum()
     return out

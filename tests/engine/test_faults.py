@@ -213,6 +213,13 @@ CASES = [
      "'--attack-lr': expected a finite number"),
     ("experiment bad data file", ["experiment", "--preset", "tiny", "--out-dir", "{fresh}",
                                   "--train.data.regular-files", "{bad_grader}"], "{bad_grader}:3: field 'grader'"),
+    ("experiment zero seeds", ["experiment", "--preset", "tiny", "--out-dir", "{fresh}", "--seeds", "0"],
+     "'--seeds': expected an integer >= 1"),
+    ("judge reward without a judge", ["train", "--preset", "tiny", "--run-dir", "{fresh}", "--rewards.trait", "judge"],
+     "needs a judge: give '--rewards.judge.base-url'"),
+    ("judge reward, judge unreachable", ["train", "--preset", "tiny", "--run-dir", "{fresh}", "--rewards.trait",
+                                         "both", "--rewards.judge.base-url", "http://127.0.0.1:9",
+                                         "--rewards.judge.model", "m"], "'--rewards.judge.base-url': cannot connect"),
     ("compare one run", ["compare", "{fresh}"], "expected two or more run directories"),
 ]
 
