@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import models  # noqa: E402
@@ -91,12 +92,18 @@ def xla_memory(cfg: models.ModelConfig, work: memory.Workload, micro_batches: in
     if "update" in phases:
         optim = OptimConfig(learning_rate=1e-6, micro_batches=micro_batches, logps_chunk=work.logps_chunk)
         graphdef, params = _abstract_params(cfg, mesh)
-        opt = jax.eval_shape(optim.optimizer().init, params)
+        tx = optim.optimizer()
+        opt = jax.eval_shape(tx.init, params)
+        if mesh is not None:  # the moments take their parameters' shardings (what the plan assumes, see REPORT)
+            rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            opt = optax.tree_map_params(
+                tx, lambda v, p: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=p.sharding), opt, params,
+                transform_non_params=lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=rep))
         state = TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, opt, jax.ShapeDtypeStruct((2,), jnp.uint32))
         shard = None
         if mesh is not None:
             rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-            state = jax.tree.map(lambda x: x if x.sharding is not None else
+            state = jax.tree.map(lambda x: x if isinstance(x.sharding, jax.sharding.NamedSharding) else
                                  jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
             shard = jax.tree.map(lambda x: x.sharding, state)
         gcfg = grpo.GRPOConfig(num_generations=work.generations, max_completion_length=T,

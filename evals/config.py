@@ -11,11 +11,14 @@ from typing import Literal
 from engine.errors import UserError
 from evals.results import CONDITIONS
 
-# The in-loop default: cheap and covering three families: corrigibility by log-prob (one forward per
-# item), over-refusal and honesty by short greedy replies (decoded in one batch). Left out on purpose:
-# survival-instinct (its long items quadruple the forward's cost) and reward-hacking (SmolLM2-135M cannot
-# do the arithmetic, so it reads 0 whatever the training does); `--evals.benchmarks` adds them.
-DEFAULT_BENCHMARKS = ("corrigible-neutral-HHH", "xstest", "heldout-truthfulness")
+# The in-loop default: the held-out reward (224 held-out regular tasks and trait records, greedy replies scored
+# by the training graders: does the run learn?), and four families at 64 items each: corrigibility and deception
+# (Anthropic A/B and persona sets) and honesty (TruthfulQA MC1) by log-prob, one forward per item; over-refusal
+# (XSTest) by short greedy replies. Left out on purpose: survival-instinct (its long items quadruple the
+# forward's cost) and the other held-out trait benchmarks (96-token replies: the final probes run them);
+# `--evals.benchmarks` adds them.
+DEFAULT_BENCHMARKS = ("heldout-reward", "corrigible-neutral-HHH", "okay-with-deceiving-a-user-to-help-them",
+                      "truthfulqa-mc1", "xstest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +28,8 @@ class EvalConfig:
     every: int | None = None  # run at step 0 and every N optimizer steps (0 = never; None = half the run, set by
     # `traitrl train` from its step count)
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS  # registry names (evals.registry.names())
-    limit: int = 8  # items per benchmark: a fixed subset, the same at every step
+    limit: int | None = None  # items per benchmark, a fixed subset, the same at every step (None = each
+    # benchmark's in-loop size: 64, the held-out reward 224)
     max_new_tokens: int | None = None  # greedy reply budget: None = each benchmark's own (sized so its reference
     # answers fit); a number caps them all
     conditions: tuple[Literal["plain", "harmful-steering", "helpful-steering"], ...] = ("plain",)  # eval conditions
@@ -38,7 +42,7 @@ class EvalConfig:
         object.__setattr__(self, "conditions", tuple(self.conditions))
         if self.every is not None and self.every < 0:
             raise UserError(f"evals.every: expected >= 0 (0 = never), got {self.every}")
-        if self.limit < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
+        if (self.limit is not None and self.limit < 1) or (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:
             raise UserError("evals.limit, evals.max_new_tokens and evals.batch_size must be >= 1")
         bad = [c for c in self.conditions if c not in CONDITIONS[:3]]
         if bad or not self.conditions:

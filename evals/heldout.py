@@ -185,3 +185,27 @@ def deception_items(limit: int | None, seed: int = 0, per_domain: int = POOL_PER
             recs.append(r)
         cells.extend(recs)
     return _items(balanced_subset(cells, limit))
+
+
+# ---- the held-out reward: what training optimises, on records it never sees ---------------------------------
+
+REWARD_ITEMS = 224  # default size: half held-out regular tasks, half held-out trait records (all traits x domains)
+
+
+def reward_items(limit: int | None, seed: int = 0) -> list[Item]:
+    """The training reward's own graders on held-out records, as `traitrl data export --split heldout` writes
+    them: held-out regular tasks (the default difficulty levels) and held-out trait records (balanced over
+    traits and domains), alternating, so any prefix is half and half. The "does the default run learn" set."""
+    from data.tasks import generate_regular_records
+
+    n = REWARD_ITEMS if limit is None else limit
+    regular = generate_regular_records(-(-n // 2), seed, "heldout", ())
+    trait_pool = generate_trait_records(8, seed, "heldout")
+    by_trait: dict[str, list[dict]] = {}
+    for r in trait_pool:
+        by_trait.setdefault(r["trait"], []).append(r)
+    traits = [balanced_subset(v, None) for v in by_trait.values()]
+    trait = [g for depth in range(max(map(len, traits))) for g in (t[depth] for t in traits if depth < len(t))]
+    out = [r for pair in zip(regular, trait) for r in pair][:n]
+    return _items(out)
+

@@ -42,7 +42,10 @@ class EvalHook:
             return {}
         t0 = time.perf_counter()
         cfg = self.cfg
-        results = run_suite(policy, cfg.benchmarks, limit=cfg.limit, conditions=cfg.conditions,
+        from evals import registry
+
+        limits = {n: cfg.limit or registry.get(n).loop_items for n in cfg.benchmarks}
+        results = run_suite(policy, cfg.benchmarks, limit=limits, conditions=cfg.conditions,
                             judge=self.judge, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                             batch_size=cfg.batch_size)
         seconds = time.perf_counter() - t0

@@ -61,6 +61,7 @@ class Benchmark:
     followup: Callable[[Item], str | None] | None = None  # generate: a second user turn for some items
     needs_judge: bool = False  # refuses to run without a judge
     max_new_tokens: int = 128  # generate: the greedy reply budget (BUDGETS; run_suite's max_new_tokens caps it)
+    loop_items: int = 64  # items when run in the training loop (evals.limit unset): MC items cost one forward each
     annotate: Callable[[Item, ItemResult], dict] | None = None  # mc: fields added to each item result's extra
     conditions: tuple[str, ...] | None = None  # conditions it runs under (None = all that apply to its kind)
     description: str = ""
@@ -170,7 +171,7 @@ BUDGET_BUCKETS = (32, 64, 96, 128, 192, 256, 384, 512)
 BUDGETS = {
     "heldout-truthfulness": 96, "heldout-sycophancy": 96, "heldout-epistemic-humility": 96,
     "heldout-corrigibility": 96, "heldout-transparency": 96, "heldout-fairness": 32, "heldout-wellbeing": 96,
-    "heldout-health": 96, "heldout-deception": 64, "reward-hacking": 64, "xstest": 64, "harmbench": 128,
+    "heldout-health": 96, "heldout-reward": 96, "heldout-deception": 64, "reward-hacking": 64, "xstest": 64, "harmbench": 128,
     "strongreject": 128, "truthfulqa-pushback": 64, "sycophancy-eval": 64, "em-first-plot": 256, "healthbench": 512,
     "records": 128,
 }
@@ -268,6 +269,11 @@ def _builtins() -> None:
     register(Benchmark("heldout-health", "health", "generate", lambda ctx: heldout.health_items(ctx.limit, ctx.seed),
                        score=generation.score_records, max_new_tokens=BUDGETS["heldout-health"],
                        description="every trait's held-out health scenarios"))
+    register(Benchmark("heldout-reward", "held-out reward", "generate",
+                       lambda ctx: heldout.reward_items(ctx.limit, ctx.seed), score=generation.score_records,
+                       max_new_tokens=BUDGETS["heldout-reward"], loop_items=heldout.REWARD_ITEMS,
+                       description="the training reward's graders on held-out regular tasks and trait records "
+                                   "(half each): does training raise the reward on records it never saw"))
     register(Benchmark("heldout-deception", "deception", "generate",
                        lambda ctx: heldout.deception_items(ctx.limit, ctx.seed), score=generation.score_records,
                        max_new_tokens=BUDGETS["heldout-deception"],

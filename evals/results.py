@@ -38,6 +38,7 @@ FAMILIES = (
     "helpful steerability",
     "over-refusal",
     "emergent misalignment",
+    "held-out reward",
 )
 CONDITIONS = ("plain", "harmful-steering", "helpful-steering", "after-attack")
 BOOTSTRAP_RESAMPLES = 1000

@@ -25,7 +25,11 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def _plot_curves(metrics: list[dict], out: Path) -> bool:
+HEADLINE = "heldout-reward"  # the benchmark the report leads with: the training reward on held-out records
+CURVES = ("reward", "frac_reward_zero_std", "kl", "step_time")
+
+
+def _plot_curves(metrics: list[dict], out: Path, evals: list[dict] = ()) -> bool:
     steps = [m for m in metrics if "reward" in m]
     if len(steps) < 2:
         return False
@@ -34,11 +38,18 @@ def _plot_curves(metrics: list[dict], out: Path) -> bool:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("reward", "kl", "entropy", "step_time") if any(k in m for m in steps)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6))
-    for ax, key in zip(axes if len(keys) > 1 else [axes], keys, strict=True):
-        xs = [m["step"] for m in steps if key in m]
-        ax.plot(xs, [m[key] for m in steps if key in m], marker=".")
+    keys = [k for k in CURVES if any(k in m for m in steps)]
+    head = sorted((r["step"], r["score"], r["ci_low"], r["ci_high"]) for r in evals if r["benchmark"] == HEADLINE)
+    panels = keys + (["held-out reward"] if len(head) > 1 else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6))
+    for ax, key in zip(axes if len(panels) > 1 else [axes], panels, strict=True):
+        if key == "held-out reward":  # greedy replies on the fixed held-out set, with its 95% interval
+            xs, ys, lo, hi = zip(*head)
+            ax.fill_between(xs, lo, hi, alpha=0.25)
+            ax.plot(xs, ys, marker="o")
+        else:
+            xs = [m["step"] for m in steps if key in m]
+            ax.plot(xs, [m[key] for m in steps if key in m], marker=".")
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -54,13 +65,33 @@ def write_run_report(run_dir: str | Path, summary: dict) -> Path:
     evals = [r for r in _rows(run_dir / "evals.jsonl") if r.get("condition", "plain") == "plain"]
     lines = [f"# Run report: {run_dir.name}", "", "| summary | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
-    if _plot_curves(metrics, run_dir / "curves.png"):
+    if _plot_curves(metrics, run_dir / "curves.png", evals):
         lines += ["", "![training curves](curves.png)"]
     if evals:
         lines += _evals_section(run_dir, evals)
+        head = _headline(run_dir, evals)
+        if head:
+            at = next(i for i, x in enumerate(lines) if x == "") if "" in lines else len(lines)
+            lines[at:at] = head
     out = run_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def _headline(run_dir: Path, evals: list[dict]) -> list[str]:
+    """Did the run learn? The held-out reward at the first and last eval step, paired by item, with its interval."""
+    rows = sorted((r for r in evals if r["benchmark"] == HEADLINE), key=lambda r: r["step"])
+    if len(rows) < 2:
+        return []
+    a, b = rows[0], rows[-1]
+    d = _paired_changes(run_dir, a["step"], b["step"], [HEADLINE]).get(HEADLINE)
+    if d is None:
+        return []
+    verdict = ("rose" if d.ci_low > 0 else "fell" if d.ci_high < 0 else "did not change detectably")
+    return ["", f"**Held-out reward** ({b['n']} held-out records: regular tasks and trait records, greedy replies "
+                f"scored by the training graders): step {a['step']} {a['score']:.3f} -> step {b['step']} "
+                f"{b['score']:.3f}, change {d.delta:+.3f} (paired 95% CI [{_f(d.ci_low, '+.3f')}, "
+                f"{_f(d.ci_high, '+.3f')}], p {_p(d.p)}): it {verdict}."]
 
 
 def _paired_changes(run_dir: Path, first: int, last: int, names: list[str]) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from engine.errors import UserError
@@ -48,13 +48,14 @@ def budget(b: registry.Benchmark, cap: int | None) -> int:
     return b.max_new_tokens if cap is None else min(b.max_new_tokens, cap)
 
 
-def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | None = None,
+def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | Mapping[str, int] | None = None,
               conditions: Sequence[str] = ("plain",), judge=None, seed: int = 0,
               max_new_tokens: int | None = None, batch_size: int = 64,
               benchmarks_dir: str | Path | None = None) -> list[BenchmarkResult]:
     """Scores `policy` on `benchmarks` (None = the in-loop default set) under each condition.
 
-    limit: items per benchmark (a fixed subset for the seed); judge: needed by judge-scored benchmarks
+    limit: items per benchmark (a fixed subset for the seed; a mapping gives each benchmark its own, a benchmark
+    it leaves out gets all its items); judge: needed by judge-scored benchmarks
     (`complete` for 0-100 / XSTest classes, `judge` for rubrics); max_new_tokens: None = every generation
     benchmark decodes to its own budget (`Benchmark.max_new_tokens`), an int caps them all (e.g. to keep
     in-loop evals cheap: replies cut below a benchmark's budget may lose score, `truncated` in the item
@@ -66,8 +67,10 @@ def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | N
     bad = [c for c in conditions if c not in CONDITIONS]
     if bad or not conditions:
         raise UserError(f"conditions: expected some of {', '.join(CONDITIONS)}, got {conditions}")
-    if limit is not None and limit < 1:
-        raise UserError(f"limit: expected >= 1 items per benchmark, got {limit}")
+    limits = dict(limit) if isinstance(limit, Mapping) else {n: limit for n in names}
+    bad_limit = [v for v in limits.values() if v is not None and v < 1]
+    if bad_limit:
+        raise UserError(f"limit: expected >= 1 items per benchmark, got {bad_limit[0]}")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise UserError(f"max_new_tokens: expected >= 1 (or None: each benchmark's own budget), got {max_new_tokens}")
     bms = [registry.get(n) for n in names]
@@ -75,10 +78,10 @@ def run_suite(policy, benchmarks: Sequence[str] | None = None, *, limit: int | N
         if b.needs_judge and judge is None:
             raise UserError(f"benchmark {b.name} needs a judge (traitrl eval --judge-url URL --judge-model NAME)")
     t0 = time.perf_counter()
-    ctx = registry.LoadContext(limit, seed, None if benchmarks_dir is None else Path(benchmarks_dir))
+    where = None if benchmarks_dir is None else Path(benchmarks_dir)
     tasks: list[tuple[registry.Benchmark, str, list[Item]]] = []
     for b in bms:
-        items = b.load(ctx)
+        items = b.load(registry.LoadContext(limits.get(b.name), seed, where))
         tasks.extend((b, c, apply_condition(items, c)) for c in conditions if _applies(b, c))
     t_load = time.perf_counter()
 

@@ -96,7 +96,8 @@ class _Keep:
     score_saved: float  # remat none, dense kernels: bytes per [b, H, Lf, S] score element kept per layer
     score_bwd: float  # bytes per score element alive in one layer's backward (dense kernels)
     layer_bwd: float  # one layer's backward transient besides its scores, in multiples of its "saved" bytes
-    layer_bwd_remat: float  # ... under remat block / full, which recompute the layer's forward first
+    layer_bwd_block: float  # ... under remat block (its matmul outputs are saved: little else is rebuilt)
+    layer_bwd_remat: float  # ... under remat full, which recomputes the whole layer's forward first
     score_fwd: float  # bytes per score element alive in a forward-only layer (reference, prefill)
     mlp_fwd: float  # activation copies per F element per token alive in a forward-only layer's MLP
     logits_bwd: float  # float32 copies of a [b, C, V] logits chunk alive in its forward + backward
@@ -109,11 +110,11 @@ class _Keep:
 _KEEP = {
     # Fitted over 36 programs (benchmarks/memory_plan.py --check): worst 32%, most within 15%.
     "cpu": _Keep(saved_d=6.7, saved_f=3.86, saved_heads=1.0, score_saved=6.5, score_bwd=16.9, layer_bwd=1.0,
-                 layer_bwd_remat=1.8, score_fwd=10.6, mlp_fwd=3.55, logits_bwd=2.6, logits_fwd=2.0, opt=1.5,
-                 upcast=True, upcast_weights=0.7),
+                 layer_bwd_block=0.3, layer_bwd_remat=1.8, score_fwd=9.0, mlp_fwd=3.55, logits_bwd=2.6, logits_fwd=2.0, opt=1.5,
+                 upcast=True, upcast_weights=1.0),
     # The same inventory with GPU XLA's fused softmax (two score copies fewer) and bf16 activations as stored.
     "gpu": _Keep(saved_d=6.0, saved_f=3.5, saved_heads=1.0, score_saved=6.0, score_bwd=12.0, layer_bwd=1.0,
-                 layer_bwd_remat=1.8, score_fwd=8.0, mlp_fwd=3.0, logits_bwd=2.6, logits_fwd=2.0, opt=1.5),
+                 layer_bwd_block=0.3, layer_bwd_remat=1.8, score_fwd=8.0, mlp_fwd=3.0, logits_bwd=2.6, logits_fwd=2.0, opt=1.5),
 }
 _KEEP["tpu"] = _KEEP["gpu"]
 
@@ -137,11 +138,15 @@ def _param_shapes(cfg: ModelConfig) -> tuple[tuple[tuple[int, ...], tuple], ...]
     return tuple((tuple(v.get_value().shape), tuple(v.get_metadata()["logical_axes"])) for _, v in flat)
 
 
-def param_elements(cfg: ModelConfig, mesh: tuple[int, int, int] = (1, 1, 1), gather_fsdp: bool = False) -> float:
-    """Parameter elements one device holds under the rules table (`gather_fsdp`: replicated over fsdp)."""
+def param_elements(cfg: ModelConfig, mesh: tuple[int, int, int] = (1, 1, 1), gather_fsdp: bool = False,
+                   only_head: bool = False) -> float:
+    """Parameter elements one device holds under the rules table (`gather_fsdp`: replicated over fsdp;
+    `only_head`: just the embedding, final norm and lm head)."""
     m = _MeshShape(*mesh)
     total = 0.0
     for shape, axes in _param_shapes(cfg):
+        if only_head and "vocab" not in axes and axes != ("norm",):
+            continue
         spec = spec_for(shape, axes, m)
         div = 1
         for entry in spec:
@@ -150,6 +155,12 @@ def param_elements(cfg: ModelConfig, mesh: tuple[int, int, int] = (1, 1, 1), gat
                     div *= m.shape[a]
         total += math.prod(shape) / div
     return total
+
+
+def _layer_elements(cfg: ModelConfig, tensor: int) -> float:
+    """One block's parameter elements on a device of a (1, 1, tensor) mesh (the fsdp-gathered share)."""
+    one = dataclasses.replace(cfg, num_hidden_layers=1, scan_layers=False)
+    return param_elements(one, (1, 1, tensor)) - param_elements(one, (1, 1, tensor), only_head=True)
 
 
 def _nbytes(dtype: str) -> int:
@@ -257,7 +268,16 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     dense_scores = impl in ("reference", "xla", "chunked")  # cuDNN / splash keep no score tensor
     q_rows = lambda n: min(chunk_rows, n)  # query rows of one score block (the chunked kernel: its chunk)
     C = min(work.logps_chunk, T)
-    f32_weights = params * 4 * keep.upcast_weights if (keep.upcast and c == 2) else 0.0
+    upcast_w = keep.upcast_weights if (keep.upcast and c == 2) else 0.0  # XLA:CPU's float32 copies of bf16 weights
+    # Under fsdp each device all-gathers the weights it computes with: one layer at a time inside a scan, all
+    # of them in a Python loop of layers (XLA hoists the gathers), plus the embedding / lm head; the backward
+    # also holds a layer's unsharded gradient before its reduce-scatter.
+    gathered = per_layer = head = 0.0
+    if fsdp > 1:
+        full = param_elements(cfg, mesh, gather_fsdp=True)
+        per_layer = _layer_elements(cfg, tensor)
+        head = full - N * per_layer
+        gathered = (per_layer if cfg.scan else N * per_layer) + head
 
     # ---- update: one micro-batch's forward + backward, then the optimizer
     b = rows(micro_batches)
@@ -268,7 +288,8 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
         saved = N * tok * ca * (D + (H + 2 * K) * E + 2 * D + 2 * Fd)
     else:  # full: the block input only
         saved = N * tok * ca * D
-    layer_bwd = (keep.layer_bwd if remat == "none" else keep.layer_bwd_remat) * tok * saved_per_token() + (
+    rebuild = {"none": keep.layer_bwd, "block": keep.layer_bwd_block, "full": keep.layer_bwd_remat}[remat]
+    layer_bwd = rebuild * tok * saved_per_token() + (
         scores(b, q_rows(Lf), Lf) * keep.score_bwd if dense_scores else 0.0)
     logits_bwd = keep.logits_bwd * b * C * Vd * 4 + 2 * b * T * D * ca  # a chunk + the completion's hidden
     opt = keep.opt * params * pb
@@ -277,6 +298,11 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     batch_bytes = B / nb * (Lf * 5 + T * 4 * (2 + work.reference + work.old_logps))
     update = {**resident, "gradient accumulator": params * pb, "saved activations": saved,
               "largest transient": moments[top], "batch": batch_bytes}
+    wb = 4 * upcast_w if upcast_w else c  # bytes of a gathered weight element (XLA:CPU holds bf16 ones in fp32)
+    if gathered:
+        update["all-gathered weights + a layer's gradient"] = gathered * wb + (per_layer + head) * pb
+    elif upcast_w:
+        update["float32 weights (XLA:CPU)"] = params * 4 * upcast_w
 
     # ---- reference forward: one micro-batch at a time
     br = rows(Mr)
@@ -288,8 +314,10 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     if work.reference:
         reference.update({"trunk activations": 2 * tok_r * D * ca, "largest transient": ref_moments[rtop],
                           "log-probs": B / nb * T * 4, "batch": B / nb * Lf * 5})
-        if f32_weights:
-            reference["float32 weights (XLA:CPU)"] = f32_weights
+        if gathered:
+            reference["all-gathered weights"] = gathered * wb
+        elif upcast_w:
+            reference["float32 weights (XLA:CPU)"] = params * 4 * upcast_w
 
     # ---- rollout
     gather = work.gather_weights and fsdp > 1
@@ -306,8 +334,10 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     rollout = {**resident, "rollout weights (compute dtype)": copy, "prompt KV (once per prompt)": prompt_kv,
                "completion KV": completion_kv, "largest transient": roll_moments[otop],
                "ids, log-probs": Bd * T * 16}
-    if f32_weights:
-        rollout["float32 weights (XLA:CPU)"] = f32_weights
+    if gathered and not gather:
+        rollout["all-gathered weights"] = gathered * c
+    if upcast_w:
+        rollout["float32 weights (XLA:CPU)"] = (copy / c if copy else params) * 4 * upcast_w
     notes = {"rollout": otop, "reference": rtop if work.reference else "", "update": top}
 
     phases = {"rollout": rollout, "reference": reference, "update": update}
@@ -315,7 +345,7 @@ def plan(cfg: ModelConfig, work: Workload, mesh: tuple[int, int, int] = (1, 1, 1
     programs = {  # what each compiled program itself holds (its arguments, temps and outputs)
         "update": sum(update.values()) - resident.get("reference copy", 0.0),
         "reference": (sum(reference.values()) - res_sum + params * c) if work.reference else 0.0,
-        "rollout": sum(rollout.values()) - res_sum + (copy or params * pb),
+        "rollout": sum(rollout.values()) - res_sum + (0.0 if copy else params * pb),  # its weights argument
     }
     return Plan(cfg, work, tuple(mesh), micro_batches, remat, device, impl, phases,
                 {k: {"total": v} for k, v in programs.items()}, notes)

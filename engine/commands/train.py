@@ -117,7 +117,7 @@ PRESETS: dict[str, TrainConfig] = {
     "default": _preset(steps=12, P=2, G=4, T=32, lr=1e-6),
     # The same pipeline on a tiny random model with a toy tokenizer: a smoke run in about a minute.
     "tiny": _preset(steps=6, P=4, G=4, T=16, lr=1e-3, model=TINY, run_dir=Path("runs/tiny"),
-                    n_per_cell=20, n_regular=2000),
+                    n_per_cell=20, n_regular=2000, evals=EvalConfig(limit=4)),
     # A 1-2B model on one GPU (bf16 compute, larger groups).
     "gpu-1b": _preset(steps=500, P=16, G=8, T=512, lr=1e-6, model="HuggingFaceTB/SmolLM2-1.7B-Instruct",
                       run_dir=Path("runs/gpu-1b"), dtype="bfloat16"),
@@ -271,7 +271,8 @@ def _summary(history: list[dict], wall_s: float) -> dict:
     k = max(1, len(history) // 4)
     return {"steps_run": len(history), "wall_s": round(wall_s, 1),
             "reward_first": mean("reward", history[:k]), "reward_last": mean("reward", history[-k:]),
-            "kl_last": mean("kl", history[-k:]), "step_time_mean": mean("step_time", history),
+            "kl_last": mean("kl", history[-k:]), "frac_reward_zero_std_mean": mean("frac_reward_zero_std", history),
+            "step_time_mean": mean("step_time", history),
             "tokens_per_s_mean": mean("tokens_per_s", history), "mfu_mean": mean("mfu", history)}
 
 

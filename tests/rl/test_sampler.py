@@ -399,3 +399,72 @@ def test_generate_helpers_on_smollm2(smollm2):
     assert texts[0].startswith("The capital of France is Paris") and isinstance(texts[1], str)
     recs = generate_records(smollm2, [{"prompt": CHATS[0]}, {"messages": [{"role": "user", "content": "Hi!"}]}], cfg)
     assert recs[0]["text"] == texts[0] and all(isinstance(t, int) for t in recs[0]["completion_ids"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The paged KV layout: block-wise decode, scanned layers, weights cast once
+
+
+def test_block_wise_decode_equals_one_block(tiny):
+    """Completion KV in blocks of 3 slots (4 decode loops) draws exactly what one block does."""
+    one = _sampler(SAMPLE)(tiny, PROMPTS, num_generations=2, seed=4)
+    blocks = Sampler(dataclasses.replace(SAMPLE, kv_block=3))(tiny, PROMPTS, num_generations=2, seed=4)
+    np.testing.assert_array_equal(blocks.completion_ids_BxT, one.completion_ids_BxT)
+    np.testing.assert_allclose(blocks.logprobs_BxT, one.logprobs_BxT, atol=1e-5)
+    stopped = Sampler(dataclasses.replace(GREEDY, kv_block=5))(tiny, PROMPTS)  # early exit across blocks
+    np.testing.assert_array_equal(stopped.completion_ids_BxT, _sampler(GREEDY)(tiny, PROMPTS).completion_ids_BxT)
+
+
+def test_kv_blocks_cover_the_completion():
+    from models.transformer import kv_blocks
+
+    assert kv_blocks(11) == [(0, 11)]
+    assert kv_blocks(511) == [(0, 128), (128, 128), (256, 128), (384, 127)]
+    assert kv_blocks(1023) == [(0, 256), (256, 256), (512, 256), (768, 255)]  # at most 4 blocks
+    assert kv_blocks(10, 4) == [(0, 4), (4, 4), (8, 2)] and kv_blocks(0) == []
+
+
+def test_scanned_layers_sample_what_the_loop_samples(tiny_dir, tiny):
+    scanned = models.load(tiny_dir, scan_layers=True)
+    for cfg, g in ((GREEDY, 1), (SAMPLE, 2)):
+        a, b = _sampler(cfg)(tiny, PROMPTS, g, seed=6), Sampler(cfg)(scanned, PROMPTS, g, seed=6)
+        np.testing.assert_array_equal(b.completion_ids_BxT, a.completion_ids_BxT)
+        np.testing.assert_allclose(b.logprobs_BxT, a.logprobs_BxT, atol=1e-5)
+
+
+def test_rollout_takes_compute_dtype_weights_cast_once(tiny_dir):
+    """bf16 compute: the rollout program's weight operands are bf16 (cast once before it, not per token)."""
+    from rl.sampler import rollout_weights
+
+    policy = models.load(tiny_dir, dtype="bfloat16")
+    graphdef, state = rollout_weights(policy)
+    assert {x.dtype for x in jax.tree.leaves(state)} == {jnp.dtype(jnp.bfloat16)}
+    lowered = Sampler(GREEDY).lower(graphdef, state, 4, 16, 1, stop_ids=(EOS,), pad=PAD)
+    weights = jax.tree.leaves(lowered.args_info[0][1])
+    assert weights and all(w.aval.dtype == jnp.bfloat16 for w in weights)
+    r = Sampler(GREEDY)(policy, PROMPTS)  # and it runs: bf16 greedy mostly agrees with float32
+    assert (r.completion_ids_BxT[:, :4] == _sampler(GREEDY)(models.load(tiny_dir), PROMPTS).completion_ids_BxT[:, :4]).mean() > 0.7
+
+
+def test_fsdp_rollout_gathers_the_weights_once(tiny_dir, tiny):
+    from rl.sampler import rollout_weights
+
+    mesh = make_mesh(fsdp=8)
+    sharded = models.load(tiny_dir, mesh=mesh)
+    _, state = rollout_weights(sharded)
+    assert all("fsdp" not in str(x.sharding.spec) for x in jax.tree.leaves(state))
+    prompts = PROMPTS + _prompts((12, 7, 2, 10), seed=1)
+    r = Sampler(GREEDY)(sharded, prompts)
+    np.testing.assert_array_equal(r.completion_ids_BxT, _sampler(GREEDY)(tiny, prompts).completion_ids_BxT)
+
+
+def test_decode_bytes_by_hand():
+    from models.flops import decode_bytes
+
+    cfg = models.ModelConfig(family="llama", vocab_size=96, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2)
+    kv_token = 2 * 2 * 2 * 16 * 4  # k and v x layers x kv heads x head dim x float32
+    d = decode_bytes(cfg, prompts=2, generations=3, prompt_len=8, new_tokens=5, kv_block=2)
+    # 4 steps; blocks of 2 slots: steps 1-2 read block 0 (2 slots), steps 3-4 read blocks 0-1 (4 slots).
+    want_kv = 4 * 2 * 8 * kv_token + 6 * (2 + 2 + 4 + 4) * kv_token
+    assert d["steps"] == 4 and d["kv"] == want_kv and d["weights"] == 4 * cfg.num_params() * 4
