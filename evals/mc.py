@@ -49,8 +49,12 @@ from models.transformer import KVCache
 
 ROW_MULTIPLE = 4  # rows of a batch are padded to a multiple of this (fewer distinct shapes)
 SPAN_BUCKETS = (1, 8, 16, 32, 64, 128, 256)  # C: scored positions per row (label rows, full rows)
-# C of an option batch: finer than SPAN_BUCKETS, as an option row costs its span (a full row costs its prompt too)
-OPTION_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# Shared-prompt path. Its cost is mostly option rows x span (the prompt runs once per item), so spans are
+# bucketed finer than SPAN_BUCKETS (a full row's cost is its prompt + option, whose bucket is relatively
+# tighter), and prompts get a 48 bucket too (a short chat question under a system prompt: ~35-50 tokens).
+# Each bucket a fixed item set uses is one more compilation, once.
+OPTION_BUCKETS = (8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512)
+PROMPT_BUCKETS = tuple(sorted({48, *LENGTH_BUCKETS}))
 MODES = ("ab", "mc1", "mc2")
 
 
@@ -169,15 +173,15 @@ def _text_batches(prompts: Sequence[list[int]], options: Sequence[list[list[int]
     prompt_O)) per option batch]), in NumPy; option ids are (item, option index) pairs.
 
     Groups: items sorted by prompt length, `batch_size` prompts each (P rounded up to ROW_MULTIPLE, copies),
-    left-padded to the length bucket of the longest. Option batches: the group's options sorted by length,
-    `batch_size` rows each (O rounded up to a multiple of a quarter batch), right-padded to the span bucket of
-    the longest (OPTION_BUCKETS), so a batch's span is close to its options' own length.
+    left-padded to the PROMPT_BUCKETS bucket of the longest. Option batches: the group's options sorted by
+    length, `batch_size` rows each (O rounded up to a multiple of a quarter batch), right-padded to the
+    OPTION_BUCKETS bucket of the longest, so a batch's span is close to its options' own length.
     """
     o_step = max(ROW_MULTIPLE, _round_up(batch_size // 4, ROW_MULTIPLE))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for start in range(0, len(order), batch_size):
         group = order[start:start + batch_size]
-        L = _bucket(max(len(prompts[i]) for i in group), LENGTH_BUCKETS, "prompt")
+        L = _bucket(max(len(prompts[i]) for i in group), PROMPT_BUCKETS, "prompt")
         P = _round_up(len(group), ROW_MULTIPLE)
         ids_PxL, mask_PxL = left_pad([prompts[i] for i in group + [group[0]] * (P - len(group))], (L,), pad)
         opts = sorted(((p, i, j) for p, i in enumerate(group) for j in range(len(options[i]))),
