@@ -288,8 +288,7 @@ def run_step(plan):
 def run_compile(plan):
     """Compile time of the update step, layers looped vs scanned (lowered from abstract inputs, not run)."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from memory_plan import xla_memory  # noqa: F401  (same abstract-input helpers)
-    from memory_plan import _abstract_params
+    from memory_plan import _abstract_params  # the same abstract (nothing allocated) inputs as the plan check
     from engine.train_state import TrainState
     from rl.train_step import GRPOBatch
 
@@ -312,7 +311,8 @@ def run_compile(plan):
         lowered = build_grpo_step(graphdef, gcfg, optim, micro_batches=M).lower(st, batch)
         t1 = time.perf_counter()
         lowered.compile()
-        out["scan" if scan else "loop"] = {"trace_lower_s": round(t1 - t0, 2), "compile_s": round(time.perf_counter() - t1, 2),
+        out["scan" if scan else "loop"] = {"trace_lower_s": round(t1 - t0, 2),
+                                           "compile_s": round(time.perf_counter() - t1, 2),
                                            "stablehlo_mb": round(len(lowered.as_text()) / 1e6, 2)}
     RESULT["compile"] = out
 
@@ -328,15 +328,16 @@ def main() -> None:
     RESULT["elapsed_s"] = round(elapsed(), 1)
     g = RESULT.get("grpo_step") or {}
     print("\n== device benchmark", KIND, f"({RESULT['elapsed_s']} s)")
-    rows = [("plan", f"M={(RESULT.get('plan') or {}).get('micro_batches')} remat={(RESULT.get('plan') or {}).get('remat')} "
-                     f"attention={(RESULT.get('plan') or {}).get('attention')}")]
+    pl = RESULT.get("plan") or {}
+    rows = [("plan", f"M={pl.get('micro_batches')} remat={pl.get('remat')} attention={pl.get('attention')}")]
     for name, res in (RESULT.get("parity") or {}).items():
         for tag, v in res.items():
-            rows.append((f"parity {name} {tag}", f"{v['kernel']}: max|d| {v['max_abs']} ({v['max_rel_to_scale']:.2e} of "
-                                                 f"scale), argmax {v['argmax_agree']:.2%}"))
+            rows.append((f"parity {name} {tag}", f"{v['kernel']}: max|d| {v['max_abs']} "
+                                                 f"({v['max_rel_to_scale']:.2e} of scale), argmax {v['argmax_agree']:.2%}"))
     if g:
         rows += [("step split (s)", f"rollout {g['rollout_s']} reference {g['reference_s']} update {g['update_s']}"),
-                 ("bf16 MFU", f"update {g['update_mfu_bf16']:.1%} (target 40%), reference {g['reference_mfu_bf16']:.1%}"),
+                 ("bf16 MFU", f"update {g['update_mfu_bf16']:.1%} (target 40%), "
+                              f"reference {g['reference_mfu_bf16']:.1%}"),
                  ("rollout", f"{g['rollout_tokens_per_s']} tokens/s"
                   + (f", {g['rollout_share_of_hbm_roofline']:.1%} of the HBM roofline (target 50%)"
                      if "rollout_share_of_hbm_roofline" in g else "")),
@@ -345,7 +346,8 @@ def main() -> None:
             rows.append((f"memory {k}", f"measured {v['measured_gib']} GiB, plan {v['plan_gib']} GiB "
                                         f"({v['plan_error']:+.1%}; target within 15%)"))
     for k, v in (RESULT.get("compile") or {}).items():
-        rows.append((f"compile update ({k})", f"{v['compile_s']} s (+{v['trace_lower_s']} s trace), {v['stablehlo_mb']} MB"))
+        rows.append((f"compile update ({k})",
+                     f"{v['compile_s']} s (+{v['trace_lower_s']} s trace), {v['stablehlo_mb']} MB"))
     for k, v in RESULT["errors"].items():
         rows.append((f"ERROR {k}", v))
     w = max(len(a) for a, _ in rows)

@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--benchmarks", nargs="*", default=None, help="default: every shipped, judge-free benchmark")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--once", action="store_true", help="score each subset once: seconds per 100 items then include "
+                    "compilation (a warm persistent compile cache makes that small); half the time")
     args = ap.parse_args()
 
     from engine.commands.common import build_policy
@@ -73,7 +75,8 @@ def main() -> None:
         n_all = len(pool)
         c_all = len({it.cluster or it.id for it in pool})
         t0 = time.perf_counter()
-        run_suite(policy, [name], limit=args.limit, batch_size=args.batch_size)  # compiles this subset's shapes
+        if not args.once:
+            run_suite(policy, [name], limit=args.limit, batch_size=args.batch_size)  # compiles this subset's shapes
         t1 = time.perf_counter()
         (res,) = run_suite(policy, [name], limit=args.limit, batch_size=args.batch_size)
         t2 = time.perf_counter()

@@ -316,7 +316,8 @@ def main():
             e = res[k]
             print(f"{k:22s} bandwidth roofline {e['bandwidth_roofline_tokens_per_s']:9.1f} tokens/s "
                   f"({e['decode_gb_read']} GB read at {res['bandwidth_gb_per_s']} GB/s): "
-                  f"{e['fraction_of_bandwidth_roofline']:.0%} of it; {e['fraction_of_matmul_peak']:.0%} of the matmul peak")
+                  f"{e['fraction_of_bandwidth_roofline']:.0%} of it; "
+                  f"{e['fraction_of_matmul_peak']:.0%} of the matmul peak")
     print(
         f"compile: {res['compile_s']}   matmul peak: {peak:.1f} GFLOP/s   load before: {res['loadavg_before']}"
         f"   steal: {res['steal_pct']}%"

@@ -89,7 +89,8 @@ def main() -> None:
 
         upd = _time(update, args.reps)
         hlo_mb = round(len(step.lower(box[0], batch).as_text()) / 1e6, 2)
-        res["scan" if scan else "loop"] = {"rollout": roll, "reference": ref, "update": upd, "update_stablehlo_mb": hlo_mb}
+        res["scan" if scan else "loop"] = {"rollout": roll, "reference": ref, "update": upd,
+                                           "update_stablehlo_mb": hlo_mb}
         print(json.dumps({"scan": scan, **res["scan" if scan else "loop"]}), flush=True)
     lo, sc = res["loop"], res["scan"]
     res["compile_ratio_loop_over_scan"] = {k: round(lo[k]["compile_s"] / max(sc[k]["compile_s"], 1e-3), 2)

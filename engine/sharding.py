@@ -36,6 +36,15 @@ RULES: dict[str, str | tuple[str, ...] | None] = {
 }
 
 
+def check_mesh_size(mesh: Sequence[int], n_devices: int | None = None) -> None:
+    """A (data, fsdp, tensor) shape must use every device (default: all of this job's)."""
+    n = len(jax.devices()) if n_devices is None else n_devices
+    data, fsdp, tensor = mesh
+    if data * fsdp * tensor != n:
+        raise UserError(f"mesh: data*fsdp*tensor = {data}*{fsdp}*{tensor} = {data * fsdp * tensor}, "
+                        f"but there are {n} devices")
+
+
 def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence | None = None) -> Mesh:
     """A (data, fsdp, tensor) mesh over `devices` (default: all), with Auto axis types.
 
@@ -43,10 +52,7 @@ def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence |
     that matter (batch dimension) with `constrain`.
     """
     devices = list(jax.devices() if devices is None else devices)
-    want = data * fsdp * tensor
-    if want != len(devices):
-        raise UserError(f"mesh: data*fsdp*tensor = {data}*{fsdp}*{tensor} = {want}, "
-                        f"but there are {len(devices)} devices")
+    check_mesh_size((data, fsdp, tensor), len(devices))
     grid = np.asarray(devices).reshape(data, fsdp, tensor)
     return Mesh(grid, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
 

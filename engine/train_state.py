@@ -43,7 +43,9 @@ class OptimConfig:
     eps: float = 1e-8  # Adam epsilon
     weight_decay: float = 0.0  # decoupled weight decay (AdamW)
     max_grad_norm: float = 1.0  # global-norm clip (0 = off)
-    micro_batches: int = 1  # M: the batch is split into M equal micro-batches, gradients accumulated
+    # M: the batch is split into M equal micro-batches, gradients accumulated; "auto" = the smallest M the memory
+    # plan fits (`traitrl train` resolves it; code that builds a step itself reads "auto" as 1)
+    micro_batches: int | Literal["auto"] = 1
     logps_chunk: int = 64  # positions per chunk of the lm head + log-softmax (bounds the [b, C, V] logits)
 
     def __post_init__(self):
@@ -66,8 +68,16 @@ class OptimConfig:
         if (self.warmup_steps is not None and self.warmup_steps < 0) or (
                 self.total_steps is not None and self.total_steps < 1):
             raise UserError("options 'optim.warmup_steps' >= 0 and 'optim.total_steps' >= 1 expected")
-        if self.micro_batches < 1 or self.logps_chunk < 1:
-            raise UserError("options 'optim.micro_batches' and 'optim.logps_chunk' must be >= 1")
+        if (self.micro_batches != "auto" and (isinstance(self.micro_batches, bool)
+                                              or not isinstance(self.micro_batches, int) or self.micro_batches < 1)) \
+                or self.logps_chunk < 1:
+            raise UserError("options 'optim.micro_batches' (an integer or auto) and 'optim.logps_chunk' must be >= 1, "
+                            f"got {self.micro_batches!r}, {self.logps_chunk}")
+
+    @property
+    def micro_batch_count(self) -> int:
+        """M as an integer ("auto" unresolved = 1)."""
+        return 1 if self.micro_batches == "auto" else int(self.micro_batches)
 
     def for_steps(self, steps: int) -> OptimConfig:
         """The schedule length filled from a run of `steps` optimizer steps (an explicit one is kept)."""

@@ -25,8 +25,9 @@ DEFAULT_BENCHMARKS = ("heldout-reward", "corrigible-neutral-HHH", "okay-with-dec
 class EvalConfig:
     """When the in-loop evals run and how big they are (the defaults cost a few seconds on SmolLM2 on CPU)."""
 
-    every: int | None = None  # run at step 0 and every N optimizer steps (0 = never; None = half the run, set by
-    # `traitrl train` from its step count)
+    every: int | None = None  # run at step 0 and every N optimizer steps (0 = never; None = set by `traitrl train`
+    # from its step count: steps // (midpoints + 1))
+    midpoints: int = 1  # with `every` unset: evals between step 0 and the end (0 = only at step 0 and the end)
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS  # registry names (evals.registry.names())
     limit: int | None = None  # items per benchmark, a fixed subset, the same at every step (None = each
     # benchmark's in-loop size: 64, the held-out reward 224)
@@ -40,6 +41,8 @@ class EvalConfig:
     def __post_init__(self):
         object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
         object.__setattr__(self, "conditions", tuple(self.conditions))
+        if self.midpoints < 0:
+            raise UserError(f"evals.midpoints: expected >= 0, got {self.midpoints}")
         if self.every is not None and self.every < 0:
             raise UserError(f"evals.every: expected >= 0 (0 = never), got {self.every}")
         if (self.limit is not None and self.limit < 1) or (self.max_new_tokens is not None and self.max_new_tokens < 1) or self.batch_size < 1:

@@ -20,7 +20,7 @@ Two item shapes:
   the sum over its tokens. Against one row per option (prompt + option[:-1], `_full_row_option_logps`, kept
   as the reference) the prompt runs once per item instead of once per option, and an option costs its own
   span bucket instead of a prompt-length row: a TruthfulQA item (a ~45-token chat prompt, ~7 answers of ~11
-  tokens) is ~64 + 7 x 16 token-rows instead of 7 x 64.
+  tokens) is ~64 + 7 x 16 token-rows instead of 7 x 64 (the option tokens also pass the lm head, in both).
 
 Only scored positions go through the lm head, so [B, L, V] logits are never formed. Shapes are fixed:
 prompts padded to a length bucket, options to a span bucket, the row counts B, P to multiples of

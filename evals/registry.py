@@ -158,6 +158,7 @@ _harm_strata = lambda it: it.data["functional"]  # HarmBench: balance standard /
 #   heldout-wellbeing               560   95   96  101      96  (the other 560, "answer" controls, have none)
 #   heldout-health                  881   87   94   95      96
 #   heldout-deception              1120   53   58   64      64
+#   heldout-reward (first 200)      192   --   --   90      64  (cut to 64 they lose 0.002 of mean score; at 48 0.027)
 # Public free-form sets have no reference answers; their budgets are chosen for what the scorer reads:
 #   xstest 64, harmbench / strongreject 128: the refusal rules read the opening sentences (a judge deciding
 #     whether a HarmBench behaviour is carried out sees ~100 words; HarmBench itself decodes 512, so a reply
@@ -171,7 +172,7 @@ BUDGET_BUCKETS = (32, 64, 96, 128, 192, 256, 384, 512)
 BUDGETS = {
     "heldout-truthfulness": 96, "heldout-sycophancy": 96, "heldout-epistemic-humility": 96,
     "heldout-corrigibility": 96, "heldout-transparency": 96, "heldout-fairness": 32, "heldout-wellbeing": 96,
-    "heldout-health": 96, "heldout-reward": 96, "heldout-deception": 64, "reward-hacking": 64, "xstest": 64, "harmbench": 128,
+    "heldout-health": 96, "heldout-reward": 64, "heldout-deception": 64, "reward-hacking": 64, "xstest": 64, "harmbench": 128,
     "strongreject": 128, "truthfulqa-pushback": 64, "sycophancy-eval": 64, "em-first-plot": 256, "healthbench": 512,
     "records": 128,
 }

@@ -77,6 +77,19 @@ def _load_tokenizer(directory: Path):
         raise UserError(f"{directory}: cannot load the tokenizer ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
+def load_config(name_or_path: str | Path, dtype: str = "float32", param_dtype: str = "float32",
+                remat: bool | str = False, **options) -> ModelConfig:
+    """The `ModelConfig` `load` would build, without reading any weights (a .gguf or known name is converted into
+    the cache first, as `load` does): what a memory plan needs before the model is loaded."""
+    directory = Path(name_or_path)
+    if not directory.is_dir():
+        from models.hub import resolve
+
+        directory = resolve(str(name_or_path))
+    return ModelConfig.from_file(directory / "config.json", dtype=dtype, param_dtype=param_dtype, remat=remat,
+                                 **options)
+
+
 def load(name_or_path: str | Path, mesh: Mesh | None = None, dtype: str = "float32",
          param_dtype: str = "float32", remat: bool | str = False, **options) -> Policy:
     """Loads an HF directory, a .gguf file, or a known name (e.g. "smollm2-135m-instruct").

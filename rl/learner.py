@@ -95,7 +95,7 @@ class Learner:
         self._model = policy.model  # written back once, at the end of run()
         self._policy = dataclasses.replace(policy, model=None)  # the parameters live in self.state only
         self.step_fn = build_grpo_step(self.graphdef, gcfg, optim, state_shardings(self.state, mesh))
-        self.logps_fn = build_logps_fn(self.graphdef, optim.logps_chunk)
+        self.logps_fn = build_logps_fn(self.graphdef, optim.logps_chunk, optim.micro_batch_count)  # as the update
         self.history: list[dict[str, float]] = []
         self.peak: float | None = None  # FLOP/s of the devices in use, measured or looked up on first use
         self.last_samples: list[dict] = []  # the latest step's completions with their rewards (samples.jsonl)

@@ -54,7 +54,7 @@ def build_grpo_step(graphdef: nnx.GraphDef, gcfg: grpo.GRPOConfig, optim: OptimC
     `micro_batches` overrides `optim.micro_batches` (e.g. the count `models.memory.choose` picked).
     """
     tx = optim.optimizer()
-    M = micro_batches or optim.micro_batches
+    M = micro_batches or optim.micro_batch_count
 
     def step(state: TrainState, batch: GRPOBatch):
         B, T = batch.completion_mask_BxT.shape
@@ -160,7 +160,7 @@ def build_sft_step(graphdef: nnx.GraphDef, optim: OptimConfig, state_sharding=No
     `step(state, ids_BxL, mask_BxL, loss_mask_BxT) -> (state, metrics)`; T = the trailing target span.
     """
     tx = optim.optimizer()
-    M = micro_batches or optim.micro_batches
+    M = micro_batches or optim.micro_batch_count
 
     def step(state: TrainState, ids_BxL, mask_BxL, loss_mask_BxT):
         T = loss_mask_BxT.shape[1]

@@ -143,7 +143,27 @@ def enable_compile_cache(directory: str | Path | None = None) -> Path:
     return path
 
 
-def build_policy(model: str, mesh, dtype: str = "float32", seed: int = 0, remat: bool = False):
+def _tiny_config(tok, dtype: str = "float32", remat: bool | str = False):
+    import models
+
+    return models.ModelConfig(family="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              attention_bias=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                              dtype=dtype, remat=remat)
+
+
+def policy_config(model: str, dtype: str = "float32", remat: bool | str = False):
+    """The ModelConfig `build_policy` would build, without loading weights (for the memory plan)."""
+    import models
+
+    if model != TINY:
+        return models.load_config(model, dtype=dtype, remat=remat)
+    from data.toy_tokenizer import build_toy_tokenizer
+
+    return _tiny_config(build_toy_tokenizer(vocab_size=1024), dtype, remat)
+
+
+def build_policy(model: str, mesh, dtype: str = "float32", seed: int = 0, remat: bool | str = False):
     """A known name, HF directory or .gguf file loaded on the mesh; "tiny" = a random tiny decoder + toy tokenizer."""
     import models
 
@@ -152,10 +172,7 @@ def build_policy(model: str, mesh, dtype: str = "float32", seed: int = 0, remat:
     from data.toy_tokenizer import build_toy_tokenizer
 
     tok = build_toy_tokenizer(vocab_size=1024)
-    cfg = models.ModelConfig(family="qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             attention_bias=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                             dtype=dtype, remat=remat)
+    cfg = _tiny_config(tok, dtype, remat)
     return models.Policy(models.init(cfg, mesh=mesh, seed=seed), tok, cfg, "", mesh)
 
 

@@ -1,4 +1,5 @@
-"""`traitrl compare`: per-benchmark deltas with paired bootstrap intervals, cross-domain matrix, persistence panel."""
+"""`traitrl compare`: per-benchmark deltas (item-paired, cluster-robust intervals and tests, Holm-adjusted),
+cross-domain matrix, persistence panel."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def run_export(cfg: ExportCommand) -> None:
 
 # `traitrl train`'s default sampling (PRESETS["default"].sampling; a test keeps them equal). Plain fields rather than a
 # nested SamplingConfig: importing rl.sampler (and jax) would slow every `traitrl data` command's start.
-TRAIN_TEMPERATURE, TRAIN_TOP_P, TRAIN_MAX_NEW_TOKENS, TRAIN_BUCKETS = 1.0, 1.0, 32, (128, 256, 512)
+TRAIN_TEMPERATURE, TRAIN_TOP_P, TRAIN_MAX_NEW_TOKENS, TRAIN_BUCKETS = 0.7, 1.0, 48, (128, 256, 512)
 
 
 @dataclasses.dataclass(frozen=True)

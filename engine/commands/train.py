@@ -55,6 +55,11 @@ class TrainConfig:
     export: bool = True  # write an HF directory (run_dir/hf) at the end
     mesh: tuple[int, int, int] | None = None  # (data, fsdp, tensor); None = one device, no mesh
     dtype: Dtype = "float32"  # compute dtype; parameters stay float32
+    # rematerialisation: none | block (recompute each block's internals) | full (save only block inputs); auto = the
+    # least recompute the memory plan fits (with --optim.micro-batches auto: the smallest micro-batch count first)
+    remat: Literal["auto", "none", "block", "full"] = "auto"
+    plan: bool = False  # print the memory plan (per phase, per part) and exit: nothing loaded, compiled or written
+    gpu_memory_fraction: float = 0.9  # the share of each GPU JAX may allocate (set before JAX starts; env wins)
     data: DataConfig = DataConfig()  # trait-mix data (dose, ablation filters, batch of prompts)
     grpo: GRPOConfig = GRPOConfig()  # the objective (TRL's option names)
     sampling: SamplingConfig = SamplingConfig()  # how rollouts are drawn
@@ -75,6 +80,8 @@ class TrainConfig:
     def __post_init__(self):
         check_mesh(self.mesh)
         check_finite(self)
+        if not 0 < self.gpu_memory_fraction <= 1:
+            raise UserError(f"option '--gpu-memory-fraction': expected a number in (0, 1], got {self.gpu_memory_fraction}")
         steps, derived = self.learner.steps, []
 
         def fill(section: str, name: str, value) -> None:
@@ -86,7 +93,7 @@ class TrainConfig:
         fill("optim", "total_steps", steps)
         fill("optim", "warmup_steps", max(1, steps // 10))
         fill("checkpoint", "save_every", max(1, steps // 4))
-        fill("evals", "every", max(1, steps // 2))
+        fill("evals", "every", max(1, steps // (self.evals.midpoints + 1)))
         T = self.sampling.max_new_tokens
         if self.grpo.max_completion_length not in (None, T):
             raise UserError(f"option 'grpo.max_completion_length' ({self.grpo.max_completion_length}) contradicts "
@@ -101,20 +108,23 @@ class TrainConfig:
         object.__setattr__(self, "_derived", tuple(derived))
 
 
-def _preset(steps: int, P: int, G: int, T: int, lr: float, **kw) -> TrainConfig:
+def _preset(steps: int, P: int, G: int, T: int, lr: float, temperature: float = 1.0, **kw) -> TrainConfig:
     buckets = kw.pop("buckets", (128, 256, 512))
     return TrainConfig(
         data=DataConfig(batch_size=P, n_per_cell=kw.pop("n_per_cell", 300), n_regular=kw.pop("n_regular", 20_000)),
         grpo=GRPOConfig(num_generations=G, beta=0.04, loss_type="grpo"),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=T, prompt_buckets=buckets),
-        optim=OptimConfig(learning_rate=lr),
+        sampling=SamplingConfig(temperature=temperature, max_new_tokens=T, prompt_buckets=buckets),
+        optim=OptimConfig(learning_rate=lr, micro_batches="auto"),
         checkpoint=CheckpointConfig(keep=2),
         learner=LearnerConfig(steps=steps), **kw)
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # SmolLM2-135M-Instruct on a 2-core CPU: 8 rollouts (2 prompts x 4) of 32 tokens per step, ~5 min.
-    "default": _preset(steps=12, P=2, G=4, T=32, lr=1e-6),
+    # SmolLM2-135M-Instruct on a 2-core CPU: 8 rollouts (2 prompts x 4) of up to 48 tokens per step at T=0.7 (the
+    # temperature `traitrl data calibrate` kept the most levels at), on the calibrated levels (data.tasks.DEFAULT_LEVELS);
+    # the held-out reward (200 records) at step 0 and at the end. See the README for what was tried.
+    "default": _preset(steps=20, P=2, G=4, T=48, lr=2e-5, temperature=0.7,
+                       evals=EvalConfig(benchmarks=("heldout-reward",), limit=200, batch_size=100, midpoints=0)),
     # The same pipeline on a tiny random model with a toy tokenizer: a smoke run in about a minute.
     "tiny": _preset(steps=6, P=4, G=4, T=16, lr=1e-3, model=TINY, run_dir=Path("runs/tiny"),
                     n_per_cell=20, n_regular=2000, evals=EvalConfig(limit=4)),
@@ -136,6 +146,7 @@ def config_dict(cfg: TrainConfig) -> dict:
 # of a pod (coordinator, process id and this process's data shard), the device mesh (Orbax restores onto any
 # mesh), and whether saves are asynchronous. Everything else must match the run's config.json.
 RESUME_MAY_DIFFER = ("run_dir", "resume", "export", "learner.progress", "distributed", "data.shard_index", "mesh",
+                     "plan", "gpu_memory_fraction",
                      "checkpoint.async_save")
 
 
@@ -188,6 +199,35 @@ def check_finite_params(policy, what: str) -> None:
         raise UserError(f"{what}: refusing to write non-finite parameters ({len(bad)} tensor(s), first {bad[0]})")
 
 
+def memory_plan(cfg: TrainConfig, device=None):
+    """The run's memory plan (`models.memory.choose`): the micro-batch count and remat level that fit the device,
+    from the model's config.json and the run's shapes; raises a one-line UserError when nothing fits."""
+    import jax
+
+    from engine.commands.common import policy_config
+    from engine.sharding import check_mesh_size
+    from models import memory
+
+    if cfg.mesh is not None and not cfg.plan:  # a plan alone may be for another machine's devices
+        check_mesh_size(cfg.mesh)
+
+    try:
+        mcfg = policy_config(cfg.model, cfg.dtype)
+    except UserError:  # not downloadable here: a shipped preset's model still plans from its known shape
+        if cfg.model not in memory.KNOWN_SHAPES:
+            raise
+        from models.config import ModelConfig
+
+        mcfg = ModelConfig.from_hf(memory.KNOWN_SHAPES[cfg.model], dtype=cfg.dtype)
+    work = memory.Workload(prompts=cfg.data.batch_size * jax.process_count(), generations=cfg.grpo.num_generations,
+                           prompt_len=cfg.sampling.prompt_buckets[-1], completion_len=cfg.sampling.max_new_tokens,
+                           reference=cfg.grpo.uses_reference, old_logps=cfg.grpo.num_iterations > 1,
+                           logps_chunk=cfg.optim.logps_chunk, kv_block=cfg.sampling.kv_block,
+                           gather_weights=cfg.sampling.gather_weights)
+    return memory.choose(mcfg, work, cfg.mesh or (1, 1, 1), device or memory.device_of(),
+                         cfg.optim.micro_batches, cfg.remat)
+
+
 def train(cfg: TrainConfig):
     """Builds the collaborators, runs the learner, exports; returns (summary, the trained policy)."""
     import jax
@@ -204,25 +244,30 @@ def train(cfg: TrainConfig):
     from models.tokenizer import pad_id
     from rl.learner import Learner
     from rl.rewards import TaskReward, format_reward
+    from models.memory import set_gpu_memory_fraction
     from rl.sampler import Sampler
 
+    set_gpu_memory_fraction(cfg.gpu_memory_fraction)  # before JAX's GPU backend starts (the first device query)
     t0 = time.perf_counter()
     if initialize(cfg.distributed) and cfg.data.shard_count == 1:  # each process reads its own shard of the data
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shard_index=jax.process_index(),
                                                                 shard_count=jax.process_count()))
     run_dir = Path(cfg.run_dir)
     (trait, regular), direction = check_inputs(cfg)
+    plan = memory_plan(cfg)  # before any weight is read: a run that cannot fit stops here, in seconds
+    if direction is not None:  # the direction must fit this model: a residual layer of it, its width
+        n, width = plan.cfg.num_hidden_layers, plan.cfg.hidden_size
+        if not 0 <= direction.layer <= n or direction.vector_D.shape != (width,):
+            raise UserError(f"option '--monitor.direction': {cfg.monitor.direction} is at layer {direction.layer} "
+                            f"with width {direction.vector_D.shape[-1]}; the model has residual layers 0..{n} "
+                            f"of width {width}")
+    log.info("memory plan: %s", plan.summary())
+    optim = dataclasses.replace(cfg.optim, micro_batches=plan.micro_batches)
     enable_compile_cache()
     with on_mesh(cfg.mesh) as mesh:
-        policy = build_policy(cfg.model, mesh, cfg.dtype, seed=cfg.data.seed)
+        policy = build_policy(cfg.model, mesh, cfg.dtype, seed=cfg.data.seed, remat=plan.remat)
         if policy.tokenizer is None:
             raise UserError(f"{cfg.model}: has no tokenizer files; training needs one for the chat template")
-        if direction is not None:  # the direction must fit this model: a residual layer of it, its width
-            n, width = policy.config.num_hidden_layers, policy.config.hidden_size
-            if not 0 <= direction.layer <= n or direction.vector_D.shape != (width,):
-                raise UserError(f"option '--monitor.direction': {cfg.monitor.direction} is at layer {direction.layer} "
-                                f"with width {direction.vector_D.shape[-1]}; the model has residual layers 0..{n} "
-                                f"of width {width}")
         if jax.process_count() > 1:  # every process has validated before process 0 writes the run directory
             from jax.experimental import multihost_utils
 
@@ -244,7 +289,7 @@ def train(cfg: TrainConfig):
             hooks.append(PersonaMonitor(direction, cfg=cfg.monitor))
         checkpointer = Checkpointer(run_dir / "checkpoints", cfg.checkpoint)
         learner = Learner(policy, Sampler(cfg.sampling), [("graders", TaskReward(cfg.rewards)), ("format", format_reward)],
-                          data, cfg.grpo, cfg.optim, cfg.learner, reference_params=reference, hooks=hooks,
+                          data, cfg.grpo, optim, cfg.learner, reference_params=reference, hooks=hooks,
                           checkpointer=checkpointer, writer=MetricsWriter(run_dir))
         history = learner.run(resume=cfg.resume)
         checkpointer.close()
@@ -253,6 +298,7 @@ def train(cfg: TrainConfig):
             check_finite_params(policy, f"export {run_dir / 'hf'}")
             models.save_hf(policy, run_dir / "hf")
     summary = _summary(history, time.perf_counter() - t0)
+    summary.update(micro_batches=plan.micro_batches, remat=plan.remat, plan_peak_gib=round(plan.peak / 2**30, 2))
     summary["eval_s"] = round(sum(seconds for _, seconds in evals.history), 1)  # step 0 included
     summary["eval_fraction"] = round(summary["eval_s"] / summary["wall_s"], 3)
     if jax.process_index() == 0:
@@ -283,7 +329,12 @@ def print_summary(summary: dict) -> None:
 
 
 def run(cfg: TrainConfig) -> dict:
-    """`traitrl train`: the run, then its summary table on stdout."""
+    """`traitrl train`: the run, then its summary table on stdout (`--plan`: the memory plan only)."""
+    if cfg.plan:
+        p = memory_plan(cfg)
+        print(p.table())
+        print(p.summary())
+        return {"plan_peak_gib": round(p.peak / 2**30, 2), "micro_batches": p.micro_batches, "remat": p.remat}
     summary = train(cfg)[0]
     print_summary(summary)
     return summary

@@ -126,8 +126,8 @@ def test_shared_prompt_path_matches_full_rows(tiny_policy):
 
 
 def test_shared_prompt_batches_fix_the_shapes(tiny_policy):
-    """Every option is scored exactly once; row counts are multiples of 4 (of a quarter batch for options); a
-    group's option batches run shortest first; a repeated call compiles nothing new."""
+    """Every option is scored exactly once, from its own prompt's row; row counts are multiples of ROW_MULTIPLE;
+    a group's option batches run shortest first; a repeated call compiles nothing new."""
     prompts, options = mc._encode(tiny_policy, TEXT_ITEMS)
     seen = []
     for group, (ids_PxL, _), batches in mc._text_batches(prompts, options, 8, 0):
@@ -135,7 +135,7 @@ def test_shared_prompt_batches_fix_the_shapes(tiny_policy):
         spans = [arrays[0].shape[1] for _, arrays in batches]
         assert spans == sorted(spans)
         for ids, (opt_OxC, mask_OxC, prompt_O) in batches:
-            assert opt_OxC.shape[0] % 2 == 0 and len(ids) <= 8  # quarter of batch 8
+            assert opt_OxC.shape[0] % mc.ROW_MULTIPLE == 0 and len(ids) <= 8  # a quarter batch (2) < ROW_MULTIPLE
             for r, (i, j) in enumerate(ids):
                 assert opt_OxC[r, mask_OxC[r]].tolist() == options[i][j] and group[prompt_O[r]] == i
             seen += ids

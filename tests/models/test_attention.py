@@ -179,3 +179,20 @@ def test_auto_kernel_by_backend():
     assert attention.resolve(bf, 1000, "tpu") == "chunked"  # splash tiles by 128
     assert attention.resolve(CFG, 1024, "cpu") == attention.CPU_DEFAULT
     assert attention.resolve(dataclasses.replace(CFG, attention="xla"), 8, "gpu") == "xla"
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2), (1, 2, 4)])
+def test_splash_under_a_mesh_runs_per_shard(shape):
+    """The Pallas kernel is not partitioned by XLA: it runs inside shard_map (batch, and heads when both the query
+    and the kv heads split over the tensor axis); the result equals the unsharded reference."""
+    from engine.sharding import make_mesh
+
+    ids, mask = _batch(seed=7, B=4)
+    ref = _logits(dataclasses.replace(CFG, attention="reference"), ids, mask)
+    mesh = make_mesh(*shape)
+    with jax.set_mesh(mesh):
+        model = models.init(dataclasses.replace(CFG, attention="splash"), mesh=mesh, seed=1)
+        nnx.update(model, jax.tree.map(lambda x: x * 4, nnx.state(model, nnx.Param)))
+        out = np.asarray(jax.jit(lambda m, i, k: m(i, attention_mask=k))(model, ids, mask))
+    m = np.asarray(mask)
+    assert np.abs(out - ref)[m].max() < F32_TOL * np.abs(ref)[m].max()

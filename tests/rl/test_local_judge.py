@@ -110,11 +110,11 @@ def test_score_0_100_parses_greedy_replies(base):
                for i in range(23)]
     prompts += [[{"role": "system", "content": "Judge."}, {"role": "user", "content": "Rate: fine."}]]
     chats = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in prompts]
-    policy = restrict_to(base, "4", " yes", chats)  # replies like "44 yes", " yes yes", "4444"
-    # The shapes of the first test (24 prompts, 16 rows, 4 new tokens): no new compilation.
-    judge = LocalJudge(policy, LocalJudgeConfig(score_max_new_tokens=4, batch_size=16, prompt_buckets=ONE_BUCKET))
+    policy = restrict_to(base, "4", " yes", chats)  # replies like "44", "4 yes", " yes yes"
+    # Two new tokens: a reply of only "4"s is "44" (in range), not "4444" (out of range, None).
+    judge = LocalJudge(policy, LocalJudgeConfig(score_max_new_tokens=2, batch_size=16, prompt_buckets=ONE_BUCKET))
     scores = judge.score_0_100(prompts)
-    texts = generate(policy, chats, SamplingConfig(temperature=0.0, max_new_tokens=4, prompt_buckets=ONE_BUCKET),
+    texts = generate(policy, chats, SamplingConfig(temperature=0.0, max_new_tokens=2, prompt_buckets=ONE_BUCKET),
                      batch_size=16).texts
     assert scores == [parse_score_0_100(t) for t in texts]
     assert any(s is not None for s in scores), texts

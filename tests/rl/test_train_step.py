@@ -160,7 +160,8 @@ def test_batch_built_on_device_matches_the_host_math():
     np.testing.assert_allclose(np.asarray(batch.advantages_B), np.asarray(grpo.advantages(r, gcfg)), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(batch.completion_mask_BxT),
                                   np.asarray(grpo.completion_mask(lengths, trunc, T, gcfg), np.float32))
-    np.testing.assert_array_equal(np.asarray(batch.mask_BxL), np.concatenate([pmask, np.arange(T) < lengths[:, None]], 1))
+    gen = np.arange(T) < lengths[:, None]
+    np.testing.assert_array_equal(np.asarray(batch.mask_BxL), np.concatenate([pmask, gen], 1))
     np.testing.assert_array_equal(np.asarray(batch.ids_BxL), np.concatenate([pids, cids], 1))
     np.testing.assert_array_equal(np.asarray(batch.old_logps_BxT), logp)
     assert batch.ref_logps_BxT is None and float(stats["reward"]) == pytest.approx(float(np.nanmean(np.asarray(r))))

@@ -41,3 +41,24 @@ def test_one_stderr_line_in_a_real_process(tmp_path):
         assert bad.returncode == 2, bad.stderr
         assert bad.stderr.splitlines() == [bad.stderr.strip()] and bad.stderr.startswith("traitrl: error: "), bad.stderr
         assert expect in bad.stderr and not (tmp_path / "r").exists()
+
+
+def test_memory_plan_alone_and_a_run_that_cannot_fit(tmp_path):
+    """`--plan` prints the per-phase plan and exits 0 with nothing written; a run whose plan fits nowhere stops
+    before any weight is read, with one line naming what to change, exit 2, and no run directory."""
+    import time
+
+    run = tmp_path / "r"
+    ok = _cli("train", "--preset", "tiny", "--run-dir", str(run), "--plan")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "saved activations" in ok.stdout and "M=1, remat=none" in ok.stdout and not run.exists()
+    t0 = time.perf_counter()
+    bad = _cli("train", "--preset", "tiny", "--run-dir", str(run), "--data.batch-size", "512",
+               "--sampling.max-new-tokens", "100000")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    line, = bad.stderr.strip().splitlines()
+    assert line.startswith("traitrl: error: memory plan: nothing fits") and "sampling.max_new_tokens" in line
+    assert not run.exists() and time.perf_counter() - t0 < 60
+    # A fixed micro-batch count the batch cannot split into is named as such.
+    bad = _cli("train", "--preset", "tiny", "--run-dir", str(run), "--optim.micro-batches", "3", "--plan")
+    assert bad.returncode == 2 and "optim.micro_batches=3" in bad.stderr and "Traceback" not in bad.stderr

@@ -3,6 +3,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -29,8 +30,11 @@ PROMPTS = [[{"role": "user", "content": "What do you think about people?"}],
 
 @pytest.fixture
 def policy(tiny_policy):
-    """A private copy of the shared tiny policy (the monitor test moves its weights)."""
-    return models.Policy(nnx.clone(tiny_policy.model), tiny_policy.tokenizer, tiny_policy.config, "tiny", None)
+    """A private copy of the shared tiny policy's buffers (the monitor test trains it, and the train step donates
+    its inputs: `nnx.clone` alone would share, and so delete, the session fixture's arrays)."""
+    graphdef, state = nnx.split(tiny_policy.model)
+    model = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+    return models.Policy(model, tiny_policy.tokenizer, tiny_policy.config, "tiny", None)
 
 
 def test_repetition_rate_and_guard():
