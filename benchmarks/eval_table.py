@@ -24,15 +24,9 @@ import time
 
 import numpy as np
 
+from hostload import cpu_ticks, steal_pct  # benchmarks/hostload.py, beside this script
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, not benchmarks/data.py
-
-
-def _cpu_ticks():
-    try:
-        with open("/proc/stat") as fh:
-            return [int(x) for x in fh.readline().split()[1:]]
-    except OSError:
-        return None
 
 
 def _se(scores: np.ndarray, idx: np.ndarray) -> float:
@@ -62,7 +56,7 @@ def main() -> None:
     names = args.benchmarks or [n for n in registry.names()
                                 if not registry.get(n).needs_judge and n not in registry.USER_FILES
                                 and n not in ("sycophancy-eval", "healthbench", "strongreject")]
-    load0, ticks0 = os.getloadavg(), _cpu_ticks()
+    load0, ticks0 = os.getloadavg(), cpu_ticks()
     policy = build_policy(args.model, None)  # "tiny" for a dry run
     rows = []
     for name in names:
@@ -89,8 +83,8 @@ def main() -> None:
                      "s_per_100": 100 * (t2 - t1) / max(1, res.n), "compile_s": t1 - t0,
                      "description": b.description})
         print(json.dumps(rows[-1]), flush=True)
-    load1, ticks1 = os.getloadavg(), _cpu_ticks()
-    steal = (100 * (ticks1[7] - ticks0[7]) / max(1, sum(ticks1) - sum(ticks0))) if ticks0 and ticks1 else None
+    load1, ticks1 = os.getloadavg(), cpu_ticks()
+    steal = steal_pct(ticks0, ticks1)
     print(f"\nmodel {args.model}; {args.limit} items scored per benchmark; load average before {load0[0]:.2f}, "
           f"after {load1[0]:.2f}; CPU steal {steal:.1f}%" if steal is not None else "")
     print("\n| benchmark | family | n items | clusters | score (n scored) | 95% CI half-width (full n) | MDE (full n) "

@@ -65,24 +65,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, ARGS.peers)
 
 import common  # the peers' workload pieces: numpy only at import)
+from hostload import cpu_ticks, steal_pct  # noqa: E402  (benchmarks/hostload.py, beside this script)
 
 W = common.W
-
-
-def _cpu_ticks() -> list[int]:
-    """Aggregate /proc/stat CPU ticks (Linux); [] elsewhere."""
-    try:
-        with open("/proc/stat") as fh:
-            return [int(x) for x in fh.readline().split()[1:]]
-    except OSError:
-        return []
-
-
-def _steal_pct(t0: list[int], t1: list[int]) -> float | None:
-    """Share of this VM's CPU time the hypervisor gave to other tenants between two readings."""
-    if not t0 or not t1 or len(t0) < 8:
-        return None
-    return round(100 * (t1[7] - t0[7]) / max(1, sum(t1) - sum(t0)), 1)
 
 
 def write_peer_model(model_dir: str) -> None:
@@ -96,7 +81,7 @@ def run_trl(model_dir: str, steps: int) -> dict:
     """One run of the peers' trl_grpo.py (its 3 warmup + `steps` timed steps); adds its peak RSS and steal."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PEER_MODEL_DIR"] = model_dir
-    load, ticks0 = os.getloadavg(), _cpu_ticks()
+    load, ticks0 = os.getloadavg(), cpu_ticks()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([ARGS.trl_python, "trl_grpo.py", str(steps)], cwd=ARGS.peers, env=env,
                                 stdout=out, stderr=err)
@@ -109,7 +94,7 @@ def run_trl(model_dir: str, steps: int) -> dict:
             raise RuntimeError(f"trl_grpo.py failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
     res = json.loads(lines[-1])
     res["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
-    res["steal_pct"] = _steal_pct(ticks0, _cpu_ticks())
+    res["steal_pct"] = steal_pct(ticks0, cpu_ticks())
     res["loadavg_before"] = [round(x, 2) for x in load]
     return res
 
@@ -200,11 +185,11 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
 
 
 def run_ours(learner: Learner, steps: int) -> tuple[list[dict], dict]:
-    load, ticks0, c0 = os.getloadavg(), _cpu_ticks(), os.times()
+    load, ticks0, c0 = os.getloadavg(), cpu_ticks(), os.times()
     wall0 = time.perf_counter()
     rows = [learner.train_step() for _ in range(steps)]
     wall, c1 = time.perf_counter() - wall0, os.times()
-    info = {"steal_pct": _steal_pct(ticks0, _cpu_ticks()), "loadavg_before": [round(x, 2) for x in load],
+    info = {"steal_pct": steal_pct(ticks0, cpu_ticks()), "loadavg_before": [round(x, 2) for x in load],
             "cores_used": round((c1.user + c1.system - c0.user - c0.system) / wall, 2)}
     return rows, info
 

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from evals import mc  # noqa: E402
+from hostload import cpu_ticks, steal_pct  # noqa: E402  (benchmarks/hostload.py, beside this script)
 from evals.items import Item  # noqa: E402
 from models.tokenizer import pad_id  # noqa: E402
 
@@ -91,15 +92,6 @@ def _on_event(event: str, duration: float, **kwargs) -> None:
 jax.monitoring.register_event_duration_secs_listener(_on_event)
 
 
-def _cpu_ticks() -> list[int]:
-    """Aggregate /proc/stat CPU ticks (Linux); [] elsewhere."""
-    try:
-        with open("/proc/stat") as fh:
-            return [int(x) for x in fh.readline().split()[1:]]
-    except OSError:
-        return []
-
-
 def timed(fn, runs: int, cpu: list[float]) -> list[float]:
     """Wall seconds per run; appends process CPU seconds (all threads) per run to `cpu`."""
     out = []
@@ -121,7 +113,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per path (after one warm-up call)")
     args = ap.parse_args()
 
-    load_before, ticks0 = os.getloadavg(), _cpu_ticks()
+    load_before, ticks0 = os.getloadavg(), cpu_ticks()
     t0 = time.perf_counter()
     policy = models.load(args.model)
     load_s = time.perf_counter() - t0
@@ -148,9 +140,9 @@ def main() -> None:
     while min(len(v) for v in times.values()) < args.runs:  # alternating blocks: noise hits both paths
         for k, fn in paths.items():
             times[k] += timed(fn, min(half, args.runs - len(times[k])), cpu[k])
-    ticks1 = _cpu_ticks()
+    ticks1 = cpu_ticks()
     # Steal: the share of this VM's CPU time the hypervisor gave to other tenants during the run.
-    steal = 100 * (ticks1[7] - ticks0[7]) / max(1, sum(ticks1) - sum(ticks0)) if ticks0 and ticks1 else None
+    steal = steal_pct(ticks0, ticks1)
 
     pairs = list(zip(out["full_rows"], out["shared_prompt"], strict=True))
     diff = max(float(np.max(np.abs(a - b))) for a, b in pairs)

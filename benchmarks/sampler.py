@@ -69,6 +69,7 @@ import transformers
 
 import models
 from engine.sharding import make_mesh
+from hostload import cpu_ticks, steal_pct  # noqa: E402  (benchmarks/hostload.py, beside this script)
 from models.flops import BANDWIDTH, decode_bytes
 from rl.sampler import Sampler, SamplingConfig
 from models.tokenizer import encode_prompts
@@ -167,17 +168,8 @@ def timed(fn, runs: int, cpu: list[float] | None = None) -> list[float]:
     return out
 
 
-def _cpu_ticks() -> list[int]:
-    """Aggregate /proc/stat CPU ticks (Linux); [] elsewhere."""
-    try:
-        with open("/proc/stat") as fh:
-            return [int(x) for x in fh.readline().split()[1:]]
-    except OSError:
-        return []
-
-
 def main():
-    load_before, ticks0 = os.getloadavg(), _cpu_ticks()
+    load_before, ticks0 = os.getloadavg(), cpu_ticks()
     tmp = tempfile.mkdtemp(prefix="traitrl-bench-")
     T = 64
     if ARGS.model == "canonical":
@@ -255,9 +247,9 @@ def main():
             times[k] += timed(fn, min(half, ARGS.runs - len(times[k])), cpu[k])
     peak = matmul_peak_gflops()
     bandwidth = measure_bandwidth()
-    ticks1 = _cpu_ticks()
+    ticks1 = cpu_ticks()
     # Steal: the share of this VM's CPU time the hypervisor gave to other tenants during the run.
-    steal = 100 * (ticks1[7] - ticks0[7]) / max(1, sum(ticks1) - sum(ticks0)) if ticks0 and ticks1 else None
+    steal = steal_pct(ticks0, ticks1)
 
     lens = r.prompt_mask_BxL.sum(1)
     res = {

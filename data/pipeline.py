@@ -82,7 +82,8 @@ def load_sources(cfg: DataConfig, known_graders=None) -> tuple[list[Record], lis
 
     trait = read(cfg.trait_files) if cfg.trait_files else generate_trait_records(cfg.n_per_cell, cfg.seed, cfg.split)
     regular = (
-        read(cfg.regular_files) if cfg.regular_files else generate_regular_records(cfg.n_regular, cfg.seed, cfg.split, cfg.levels)
+        read(cfg.regular_files) if cfg.regular_files
+        else generate_regular_records(cfg.n_regular, cfg.seed, cfg.split, cfg.levels)
     )
     wrong = next((r for r in trait if r["kind"] != "trait"), None) or next(
         (r for r in regular if r["kind"] != "regular"), None

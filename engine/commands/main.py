@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "grader audit": ("engine.commands.grader", "COMMAND", "trait reward vs hand labels, and what gaming earns"),
     "data preview": ("engine.commands.data", "PREVIEW", "sample records and the realised mixture"),
     "data export": ("engine.commands.data", "EXPORT", "the bundled records of a split as JSONL"),
-    "data calibrate": ("engine.commands.data", "CALIBRATE", "success rate per regular-task level: which give GRPO spread"),
+    "data calibrate": ("engine.commands.data", "CALIBRATE", "success rate per regular-task level (GRPO spread)"),
     "persona data": ("engine.commands.persona", "DATA", "contrastive chats for persona directions"),
     "persona capture": ("engine.commands.persona", "CAPTURE", "residual activations into a chunk store"),
     "persona direction": ("engine.commands.persona", "DIRECTION", "difference-of-means direction and probe"),

@@ -81,7 +81,8 @@ class TrainConfig:
         check_mesh(self.mesh)
         check_finite(self)
         if not 0 < self.gpu_memory_fraction <= 1:
-            raise UserError(f"option '--gpu-memory-fraction': expected a number in (0, 1], got {self.gpu_memory_fraction}")
+            raise UserError("option '--gpu-memory-fraction': expected a number in (0, 1], "
+                            f"got {self.gpu_memory_fraction}")
         steps, derived = self.learner.steps, []
 
         def fill(section: str, name: str, value) -> None:
@@ -121,8 +122,8 @@ def _preset(steps: int, P: int, G: int, T: int, lr: float, temperature: float = 
 
 PRESETS: dict[str, TrainConfig] = {
     # SmolLM2-135M-Instruct on a 2-core CPU: 8 rollouts (2 prompts x 4) of up to 48 tokens per step at T=0.7 (the
-    # temperature `traitrl data calibrate` kept the most levels at), on the calibrated levels (data.tasks.DEFAULT_LEVELS);
-    # the held-out reward (200 records) at step 0 and at the end. See the README for what was tried.
+    # temperature `traitrl data calibrate` kept the most levels at), on the calibrated levels
+    # (data.tasks.DEFAULT_LEVELS); the held-out reward (200 records) at step 0 and at the end. README: what was tried.
     "default": _preset(steps=20, P=2, G=4, T=48, lr=2e-5, temperature=0.7,
                        evals=EvalConfig(benchmarks=("heldout-reward",), limit=200, batch_size=100, midpoints=0)),
     # The same pipeline on a tiny random model with a toy tokenizer: a smoke run in about a minute.
@@ -213,8 +214,8 @@ def memory_plan(cfg: TrainConfig, device=None):
 
     try:
         mcfg = policy_config(cfg.model, cfg.dtype)
-    except UserError:  # not downloadable here: a shipped preset's model still plans from its known shape
-        if cfg.model not in memory.KNOWN_SHAPES:
+    except UserError:  # `--plan` for a shipped preset's model not downloadable here: plan from its known shape
+        if not cfg.plan or cfg.model not in memory.KNOWN_SHAPES:
             raise
         from models.config import ModelConfig
 
@@ -241,10 +242,10 @@ def train(cfg: TrainConfig):
     from engine.distributed import initialize
     from engine.metrics import MetricsWriter
     from evals.hook import EvalHook
+    from models.memory import set_gpu_memory_fraction
     from models.tokenizer import pad_id
     from rl.learner import Learner
     from rl.rewards import TaskReward, format_reward
-    from models.memory import set_gpu_memory_fraction
     from rl.sampler import Sampler
 
     set_gpu_memory_fraction(cfg.gpu_memory_fraction)  # before JAX's GPU backend starts (the first device query)
