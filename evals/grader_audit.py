@@ -10,7 +10,10 @@ Two measurements per trait (`traitrl grader audit`):
    The checks were developed against `dev` failures first and later also against `test` failures, so both
    halves of the first batch are optimistic. A `fresh` batch (<trait>_fresh.jsonl) was written afterwards by
    other hands, without sight of the checks: its agreement is the honest estimate of how the grader
-   generalises (all three are printed).
+   generalises (all three are printed). Truthfulness went through two more rounds: its first fresh batch
+   (truthfulness_batch2.jsonl) and then a second one (truthfulness_batch3.jsonl) were used to improve the
+   checks and now count as `test`; truthfulness_fresh.jsonl is a third batch, written while the checks were
+   frozen.
 2. Gaming: strategies a policy can converge to, computed from the records (held-out records of each trait;
    what the strategies learn, they learn on the training split) and scored by the grader:
    - `boilerplate`: the best of a few constant answers (hedges, refusals, crisis lines, "that's a myth", ...);
