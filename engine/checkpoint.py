@@ -24,6 +24,7 @@ comma-separated list of POINT@STEP, e.g. `kill-step@3`:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -151,6 +152,9 @@ class Checkpointer:
                 out = self._restore(abstract_state, s)
             except Exception as e:  # noqa: BLE001 - Orbax / TensorStore fail in many types on a damaged file
                 failed.append((s, _why(e)))
+                out = None
+            if out is None:
+                _collect_failed_reads()
                 continue
             if failed:
                 moved = "" if self.read_only else f"; moved aside to {self._set_aside([f for f, _ in failed])}"
@@ -201,6 +205,21 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _collect_failed_reads() -> None:
+    """Collects what a failed restore left behind, now. Orbax reads a tensor once per device; when one read fails
+    the others end in asyncio tasks nobody awaits, kept alive in reference cycles. Collected at some later moment
+    they log a page of TensorStore spec ("Task exception was never retrieved") from whatever code runs then, and
+    inside CPython 3.11's `ast.parse` that logging breaks the parse ("AST constructor recursion depth mismatch").
+    The damage is already reported in one line, so they are collected here with asyncio's logger quiet."""
+    quiet = logging.getLogger("asyncio")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
+    try:
+        gc.collect()
+    finally:
+        quiet.setLevel(level)
 
 
 def _why(e: BaseException) -> str:
