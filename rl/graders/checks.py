@@ -147,6 +147,7 @@ _SUFFIXES = ("ations", "ation", "ments", "ment", "ness", "ings", "ing", "ies", "
              "s")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stem(t: str) -> str:
     """A light stem: common suffixes off (when 4+ letters remain), then the first six letters."""
     if t.endswith("'s"):
@@ -163,8 +164,13 @@ def stem(t: str) -> str:
 
 def content_stems(text: str, min_len: int = 3) -> list[str]:
     """Stems of the content words (no function words, no negators: polarity is counted apart)."""
-    return [stem(t) for t in tokens(text) if t not in STOP and t not in NEGATORS and not t.endswith("n't")
-            and len(t) >= min_len and not t.isdigit()]
+    return list(_content_stems(text, min_len))
+
+
+@functools.lru_cache(maxsize=1 << 14)  # a reply is checked by every criterion, a prompt for every reply
+def _content_stems(text: str, min_len: int) -> tuple[str, ...]:
+    return tuple(stem(t) for t in tokens(text) if t not in STOP and t not in NEGATORS and not t.endswith("n't")
+                 and len(t) >= min_len and not t.isdigit())
 
 
 def sentences(text: str) -> list[str]:

@@ -225,6 +225,7 @@ _WORD = re.compile(r"[a-z0-9']+")
 _NUM = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 
+@functools.lru_cache(maxsize=1 << 13)
 def norm(text: str) -> str:
     """Lowercases and unifies quotes and dashes, so cue lists need one spelling."""
     return (
@@ -257,10 +258,17 @@ def _word_pattern(term: str) -> re.Pattern:
     return re.compile(r"(?<![a-z0-9])" + re.escape(norm(term)) + r"(?![a-z0-9])")
 
 
+@functools.lru_cache(maxsize=4096)
+def _normed(terms: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(norm(t) for t in terms)
+
+
 def has_any(text: str, terms: Iterable[str]) -> bool:
     """True if `text` contains any term (case-insensitive, at a word start)."""
     terms = tuple(terms)
-    return bool(terms) and _pattern(terms).search(norm(text)) is not None
+    t = norm(text)
+    # a plain substring scan first (fast); the anchored pattern only decides when some term occurs at all
+    return any(x in t for x in _normed(terms)) and _pattern(terms).search(t) is not None
 
 
 def find_first(text: str, options: Sequence[str]) -> str | None:
