@@ -2,7 +2,7 @@
 
 The end-to-end runs of the tiny preset (kill -9 at a checkpoint, mid-step and after the evals, each resumed
 bitwise; damaged checkpoints; NaN; the export read back by transformers) are the fault suite,
-tests/engine/test_faults.py.
+tests/engine/test_kill_resume.py.
 """
 
 import subprocess
